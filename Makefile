@@ -1,0 +1,59 @@
+# Finetune Studio. `make run` and `make test` are the two commands a newcomer
+# needs; everything they depend on is installed by deploy/scripts/install-tools.sh.
+
+GO        ?= go
+TOOLS_DIR ?= $(HOME)/.cache/finetune-studio/tools
+export TOOLS_DIR
+export PATH := $(TOOLS_DIR)/bin:$(PATH)
+
+# Integration tests start real Postgres, MinIO, Caddy and Pebble: generous,
+# since a loaded 2-core machine is the norm, not the exception.
+TEST_TIMEOUT ?= 30m
+GOTESTFLAGS  ?=
+
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
+
+.PHONY: all build run test test-go lint bench test-containers tools tools-bench tools-containers fmt clean
+
+all: build
+
+build: ## Build bin/app and bin/edge.
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/app ./app
+	@if [ -d edge ]; then $(GO) build -trimpath -o bin/edge ./edge; fi
+
+tools: ## Install what run and test need (apt packages, pinned Go tools).
+	deploy/scripts/install-tools.sh test
+
+tools-bench:
+	deploy/scripts/install-tools.sh bench
+
+tools-containers:
+	deploy/scripts/install-tools.sh containers
+
+run: tools build ## Start Postgres, MinIO, the app and the edge locally; Ctrl-C stops all.
+	deploy/scripts/run-local.sh
+
+test: tools lint test-go ## The whole test suite.
+
+lint:
+	$(GO) vet ./...
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files --others --exclude-standard '*.go' 2>/dev/null)); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	shellcheck $$(git ls-files '*.sh' .ci/run 2>/dev/null)
+
+test-go:
+	$(GO) test -race -timeout $(TEST_TIMEOUT) $(GOTESTFLAGS) ./...
+
+bench: tools-bench ## Benchmarks; results go to docs/benchmarks.md by hand.
+	deploy/scripts/bench.sh
+
+test-containers: tools-containers ## Build the images and prove the compose stack in real containers.
+	deploy/scripts/test-containers.sh
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

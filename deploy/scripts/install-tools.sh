@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Installs what `make run`, `make test` and `make bench` need on a fresh
+# Debian 12 machine: Debian packages and pinned Go tools (MinIO server, mc,
+# Pebble, ...). Idempotent: anything already present is left alone.
+#
+# Usage: deploy/scripts/install-tools.sh [base|test|bench|containers|all]...
+#   base        Postgres, MinIO server (what `make run` needs)
+#   test        base + Pebble, promlint deps, shellcheck
+#   bench       test + wrk, vegeta, nginx, stock Caddy
+#   containers  podman, buildah, debootstrap, docker-compose
+# Tools go to TOOLS_DIR (default ~/.cache/finetune-studio/tools/bin), keyed by
+# version so a version bump installs the new one beside the old.
+set -euo pipefail
+
+TOOLS_DIR=${TOOLS_DIR:-$HOME/.cache/finetune-studio/tools}
+BIN="$TOOLS_DIR/bin"
+mkdir -p "$BIN"
+
+# Pinned versions. Bumping one here is the whole upgrade.
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+PEBBLE_VERSION=v2.10.3
+VEGETA_VERSION=v12.13.0
+COMPOSE_VERSION=v2.40.3
+CADDY_VERSION=v2.11.9
+GITLEAKS_VERSION=v8.30.1
+
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+log() { printf 'install-tools: %s\n' "$*" >&2; }
+
+apt_updated=0
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ $apt_updated -eq 0 ]; then
+    log "apt-get update"
+    $sudo apt-get update -qq
+    apt_updated=1
+  fi
+  log "apt-get install ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# go_tool NAME PACKAGE VERSION: installs PACKAGE@VERSION as $BIN/NAME, once.
+go_tool() {
+  local name=$1 pkg=$2 version=$3
+  local stamp="$TOOLS_DIR/versions/$name"
+  if [ -x "$BIN/$name" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$version" ]; then
+    return 0
+  fi
+  log "go install $pkg@$version (cached afterwards)"
+  mkdir -p "$TOOLS_DIR/versions"
+  GOBIN="$BIN" GOFLAGS=-trimpath go install "$pkg@$version"
+  echo "$version" >"$stamp"
+}
+
+install_base() {
+  apt_install postgresql-15 ca-certificates openssl curl
+  go_tool minio github.com/minio/minio "$MINIO_VERSION"
+}
+
+install_test() {
+  install_base
+  apt_install shellcheck
+  go_tool pebble github.com/letsencrypt/pebble/v2/cmd/pebble "$PEBBLE_VERSION"
+  go_tool pebble-challtestsrv github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv "$PEBBLE_VERSION"
+}
+
+install_bench() {
+  install_test
+  apt_install wrk nginx-light
+  go_tool vegeta github.com/tsenart/vegeta/v12 "$VEGETA_VERSION"
+  go_tool caddy github.com/caddyserver/caddy/v2/cmd/caddy "$CADDY_VERSION"
+}
+
+install_containers() {
+  apt_install podman buildah runc debootstrap uidmap slirp4netns fuse-overlayfs
+  go_tool gitleaks github.com/zricethezav/gitleaks/v8 "$GITLEAKS_VERSION"
+  if [ ! -x "$BIN/docker-compose" ] || [ "$(cat "$TOOLS_DIR/versions/docker-compose" 2>/dev/null)" != "$COMPOSE_VERSION" ]; then
+    # The compose module carries exclude directives, so `go install` refuses
+    # it; it builds fine inside a throwaway module.
+    log "building docker-compose $COMPOSE_VERSION"
+    local dir
+    dir=$(mktemp -d)
+    (cd "$dir" && go mod init composebuild >/dev/null 2>&1 &&
+      go get "github.com/docker/compose/v2/cmd@$COMPOSE_VERSION" >/dev/null 2>&1 &&
+      go mod tidy >/dev/null 2>&1 &&
+      go build -trimpath -o "$BIN/docker-compose" github.com/docker/compose/v2/cmd)
+    rm -rf "$dir"
+    mkdir -p "$TOOLS_DIR/versions"
+    echo "$COMPOSE_VERSION" >"$TOOLS_DIR/versions/docker-compose"
+  fi
+}
+
+[ $# -gt 0 ] || set -- base
+for what in "$@"; do
+  case $what in
+    base) install_base ;;
+    test) install_test ;;
+    bench) install_bench ;;
+    containers) install_containers ;;
+    all) install_bench; install_containers ;;
+    -h|--help) usage ;;
+    *) log "unknown target: $what"; usage ;;
+  esac
+done
+log "tools ready in $BIN"
