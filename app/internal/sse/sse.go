@@ -1,0 +1,152 @@
+// Package sse writes Server-Sent Events frames as the WHATWG HTML standard
+// defines them (section 9.2, "Server-sent events").
+//
+// The framing is the whole point of the package: a data payload that
+// contains line breaks must become several "data:" lines, or a client sees a
+// truncated event and then garbage fields; an id or event name containing a
+// line break would inject fields of its own. Write makes both impossible.
+package sse
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"strings"
+)
+
+// Event is one server-sent event.
+type Event struct {
+	// ID becomes the client's last event id, sent back in Last-Event-ID on
+	// reconnection. Must not contain line breaks or NUL.
+	ID string
+	// Name is the event type ("message" when empty). No line breaks.
+	Name string
+	// Data is the payload; any of "\r\n", "\r" or "\n" splits it into lines,
+	// which the client joins back with "\n".
+	Data string
+}
+
+// ErrInvalidField is returned for an id or event name that cannot be framed.
+var ErrInvalidField = errors.New("sse: id or event name contains a line break or NUL")
+
+// Write writes ev as one complete frame. It writes nothing if ev is invalid.
+func Write(w io.Writer, ev Event) error {
+	if strings.ContainsAny(ev.ID, "\r\n\x00") || strings.ContainsAny(ev.Name, "\r\n") {
+		return ErrInvalidField
+	}
+	var b strings.Builder
+	if ev.ID != "" {
+		b.WriteString("id: ")
+		b.WriteString(ev.ID)
+		b.WriteByte('\n')
+	}
+	if ev.Name != "" {
+		b.WriteString("event: ")
+		b.WriteString(ev.Name)
+		b.WriteByte('\n')
+	}
+	for _, line := range splitLines(ev.Data) {
+		b.WriteString("data: ")
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	b.WriteByte('\n')
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// Comment writes a comment frame, which clients ignore. A periodic comment
+// is the heartbeat that keeps proxies from closing an idle stream and lets
+// the server notice a client that went away.
+func Comment(w io.Writer, text string) error {
+	var b strings.Builder
+	for _, line := range splitLines(text) {
+		b.WriteString(": ")
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	b.WriteByte('\n')
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// splitLines splits on every line terminator the standard recognises. An
+// empty string is one empty line, so an event with empty data still has a
+// "data:" field and is dispatched.
+func splitLines(s string) []string {
+	s = strings.ReplaceAll(s, "\r\n", "\n")
+	s = strings.ReplaceAll(s, "\r", "\n")
+	return strings.Split(s, "\n")
+}
+
+// Reader parses a stream of events, as a browser's EventSource would. The
+// application uses Write; Reader exists for clients and tests in Go.
+type Reader struct {
+	r      *bufio.Reader
+	LastID string
+}
+
+// NewReader returns a Reader on r.
+func NewReader(r io.Reader) *Reader { return &Reader{r: bufio.NewReader(r)} }
+
+// Next returns the next dispatched event (comments and events without data
+// are skipped, as the standard says). It returns io.EOF at the end of the
+// stream; an unterminated last event is discarded, as a browser does.
+func (r *Reader) Next() (Event, error) {
+	var (
+		data    strings.Builder
+		hasData bool
+		name    string
+	)
+	for {
+		line, err := r.readLine()
+		if err != nil {
+			return Event{}, err
+		}
+		if line == "" {
+			if !hasData {
+				name = ""
+				continue
+			}
+			return Event{ID: r.LastID, Name: name, Data: strings.TrimSuffix(data.String(), "\n")}, nil
+		}
+		if strings.HasPrefix(line, ":") {
+			continue
+		}
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "data":
+			data.WriteString(value)
+			data.WriteByte('\n')
+			hasData = true
+		case "event":
+			name = value
+		case "id":
+			if !strings.Contains(value, "\x00") {
+				r.LastID = value
+			}
+		}
+	}
+}
+
+// readLine reads one line ending in "\r\n", "\n" or "\r".
+func (r *Reader) readLine() (string, error) {
+	var b strings.Builder
+	for {
+		c, err := r.r.ReadByte()
+		if err != nil {
+			return "", err
+		}
+		switch c {
+		case '\n':
+			return b.String(), nil
+		case '\r':
+			if next, err := r.r.Peek(1); err == nil && next[0] == '\n' {
+				_, _ = r.r.ReadByte()
+			}
+			return b.String(), nil
+		}
+		b.WriteByte(c)
+	}
+}
