@@ -1,0 +1,458 @@
+package kaggle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Kernel statuses exactly as Kaggle's v1 API spells them (KernelWorkerStatus).
+const (
+	KernelQueued             = "queued"
+	KernelRunning            = "running"
+	KernelComplete           = "complete"
+	KernelError              = "error"
+	KernelCancelRequested    = "cancelRequested"
+	KernelCancelAcknowledged = "cancelAcknowledged"
+	KernelNewScript          = "newScript"
+)
+
+// Dataset statuses. Kaggle reports "ready" once the files are processed and
+// usable as a kernel source; anything else but a failure means "keep polling".
+const (
+	DatasetReady  = "ready"
+	DatasetFailed = "failed"
+	DatasetError  = "error"
+)
+
+// UploadedFile is a blob uploaded with UploadBlob, to attach to a dataset.
+type UploadedFile struct {
+	// Token is the value UploadBlob returned.
+	Token string
+	// Name is the file name given to UploadBlob. Kaggle takes the name from
+	// the blob itself; it is kept here for the caller's records and is not
+	// sent again.
+	Name string
+}
+
+// NewDataset describes a dataset to create.
+type NewDataset struct {
+	// Owner is the Kaggle user (normally Client.Username()).
+	Owner string
+	// Slug is the dataset's URL name: lowercase letters, digits and dashes.
+	Slug string
+	// Title is shown on Kaggle (6 to 50 characters).
+	Title string
+	// Private keeps the dataset visible to its owner only. Training data
+	// should always be private.
+	Private bool
+	// Files are the uploaded blobs making up the dataset.
+	Files []UploadedFile
+	// License is a Kaggle license name; default "unknown".
+	License string
+}
+
+// KernelPush is a kernel version to push (create or update).
+type KernelPush struct {
+	// Owner and Slug name the kernel; on the wire they become "owner/slug".
+	Owner string
+	Slug  string
+	// Title is the kernel's title; Kaggle derives the slug from it, so it
+	// should slugify to Slug.
+	Title string
+	// Text is the source: the notebook's .ipynb JSON for KernelType "notebook".
+	Text string
+	// Language is "python", "r" or "rmarkdown". Default "python".
+	Language string
+	// KernelType is "notebook" or "script". Default "notebook".
+	KernelType string
+	// Private, EnableGPU and EnableInternet are the kernel settings.
+	Private        bool
+	EnableGPU      bool
+	EnableInternet bool
+	// DatasetSources are "owner/dataset-slug" references mounted under
+	// /kaggle/input/. The other sources work the same way.
+	DatasetSources     []string
+	CompetitionSources []string
+	KernelSources      []string
+	ModelSources       []string
+}
+
+// KernelRef identifies a pushed kernel version.
+type KernelRef struct {
+	// Ref is "owner/slug".
+	Ref string
+	// URL is the kernel's page on Kaggle.
+	URL string
+	// VersionNumber is the version this push created.
+	VersionNumber int
+}
+
+// KernelStatus is the state of a kernel's latest version.
+type KernelStatus struct {
+	// Status is one of the Kernel* constants (as Kaggle spells it).
+	Status string
+	// FailureMessage is Kaggle's explanation when Status is KernelError.
+	FailureMessage string
+}
+
+// Terminal reports whether the kernel will not change state by itself.
+func (s KernelStatus) Terminal() bool {
+	switch s.Status {
+	case KernelComplete, KernelError, KernelCancelAcknowledged:
+		return true
+	}
+	return false
+}
+
+// OutputFile is one file a kernel wrote to /kaggle/working.
+type OutputFile struct {
+	FileName string
+	// URL downloads the file (a signed URL; pass it to Download).
+	URL string
+	// Size in bytes when Kaggle reports it, else 0.
+	Size int64
+}
+
+// KernelOutput is the output of a kernel's latest version.
+type KernelOutput struct {
+	Files []OutputFile
+	// Log is the kernel's log as Kaggle returns it (a JSON array of
+	// {"stream_name","time","data"} records, as a string); may be empty.
+	Log string
+}
+
+// maxOutputPages bounds kernel output pagination.
+const maxOutputPages = 50
+
+// UploadBlob uploads one file for a dataset and returns its blob token.
+// It asks Kaggle for an upload URL (POST /blobs/upload) and PUTs the bytes
+// there, streamed from body with Content-Length size; body is never held in
+// memory. The PUT is retried only when body is an io.ReadSeeker (it is
+// rewound); otherwise a failure is returned and the caller retries the whole
+// upload with a fresh reader.
+func (c *Client) UploadBlob(ctx context.Context, name string, size int64, body io.Reader) (string, error) {
+	const op = "blobs/upload"
+	if name == "" || strings.ContainsAny(name, "/\\") {
+		return "", &APIError{Op: op, Err: errors.New("blob name must be a plain file name")}
+	}
+	if size < 0 {
+		return "", &APIError{Op: op, Err: errors.New("blob size must not be negative")}
+	}
+	reqBody, err := marshal(op, startBlobUploadRequest{
+		Type: "dataset", Name: name, ContentLength: size, ContentType: contentTypeFor(name),
+		LastModifiedEpochSeconds: c.cfg.Now().Unix(),
+	})
+	if err != nil {
+		return "", err
+	}
+	var start startBlobUploadResponse
+	err = c.doJSON(ctx, call{op: op, method: http.MethodPost, url: c.apiURL("/blobs/upload"), body: reqBody, policy: retryIdempotent},
+		func(b []byte) error { return decodeStartBlobUpload(b, &start) })
+	if err != nil {
+		return "", err
+	}
+	if err := c.putBlob(ctx, start.CreateURL, size, body); err != nil {
+		return "", err
+	}
+	return start.Token, nil
+}
+
+func (c *Client) putBlob(ctx context.Context, createURL string, size int64, body io.Reader) error {
+	const op = "blobs/put"
+	u, err := url.Parse(createURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return &APIError{Op: op, Err: errors.New("kaggle returned an invalid upload URL")}
+	}
+	seeker, canRewind := body.(io.ReadSeeker)
+	var start int64
+	if canRewind {
+		if start, err = seeker.Seek(0, io.SeekCurrent); err != nil {
+			canRewind = false
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		apiErr := c.putOnce(ctx, op, createURL, size, body)
+		if apiErr == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return &APIError{Op: op, Err: ctx.Err()}
+		}
+		retry, _ := Retryable(apiErr)
+		if !canRewind || !retry || attempt >= c.cfg.MaxAttempts {
+			return apiErr
+		}
+		if _, err := seeker.Seek(start, io.SeekStart); err != nil {
+			return apiErr
+		}
+		delay := c.backoff(attempt)
+		if apiErr.RetryAfter > 0 && apiErr.RetryAfter <= c.cfg.MaxRetryAfter {
+			delay = apiErr.RetryAfter
+		}
+		if err := c.cfg.Sleep(ctx, delay); err != nil {
+			return &APIError{Op: op, Err: err}
+		}
+	}
+}
+
+func (c *Client) putOnce(ctx context.Context, op, createURL string, size int64, body io.Reader) *APIError {
+	// NopCloser keeps net/http from closing the caller's reader, and the
+	// LimitReader makes sure we never send more than we announced.
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, createURL, io.NopCloser(io.LimitReader(body, size)))
+	if err != nil {
+		return &APIError{Op: op, Err: redact(err)}
+	}
+	req.ContentLength = size
+	if size == 0 {
+		req.Body = http.NoBody
+	}
+	req.Header.Set("Content-Type", "application/octet-stream")
+	c.authorize(req)
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return &APIError{Op: op, Err: redact(err)}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return nil
+	}
+	return c.errorFromResponse(op, resp)
+}
+
+// CreateDataset creates a dataset from uploaded blobs (POST
+// /datasets/create/new) and returns its "owner/slug" reference.
+//
+// Not blindly retried: only 429 and 503 (the server did not act) are
+// retried. After any other failure the dataset may exist; callers check with
+// DatasetStatus before creating again.
+func (c *Client) CreateDataset(ctx context.Context, d NewDataset) (string, error) {
+	const op = "datasets/create"
+	if err := checkSlug("owner", d.Owner); err != nil {
+		return "", &APIError{Op: op, Err: err}
+	}
+	if err := checkSlug("dataset slug", d.Slug); err != nil {
+		return "", &APIError{Op: op, Err: err}
+	}
+	if len(d.Files) == 0 {
+		return "", &APIError{Op: op, Err: errors.New("a dataset needs at least one file")}
+	}
+	license := d.License
+	if license == "" {
+		license = "unknown"
+	}
+	req := datasetNewRequest{
+		Title: d.Title, Slug: d.Slug, OwnerSlug: d.Owner, LicenseName: license,
+		IsPrivate: d.Private, ConvertToCsv: false, CategoryIDs: []string{},
+	}
+	for _, f := range d.Files {
+		if f.Token == "" {
+			return "", &APIError{Op: op, Err: errors.New("file without upload token")}
+		}
+		req.Files = append(req.Files, datasetUploadFile{Token: f.Token})
+	}
+	body, err := marshal(op, req)
+	if err != nil {
+		return "", err
+	}
+	var resp datasetNewResponse
+	err = c.doJSON(ctx, call{op: op, method: http.MethodPost, url: c.apiURL("/datasets/create/new"), body: body, policy: retryUnprocessed},
+		func(b []byte) error { return decodeDatasetNew(b, &resp) })
+	if err != nil {
+		return "", err
+	}
+	if ref := refFrom(resp.Ref, resp.URL); ref != "" {
+		return ref, nil
+	}
+	return d.Owner + "/" + d.Slug, nil
+}
+
+// DatasetStatus returns the processing status of a dataset (GET
+// /datasets/status/{owner}/{slug}): DatasetReady when usable.
+func (c *Client) DatasetStatus(ctx context.Context, owner, slug string) (string, error) {
+	const op = "datasets/status"
+	if err := checkSlug("owner", owner); err != nil {
+		return "", &APIError{Op: op, Err: err}
+	}
+	if err := checkSlug("dataset slug", slug); err != nil {
+		return "", &APIError{Op: op, Err: err}
+	}
+	var status string
+	u := c.apiURL("/datasets/status/" + url.PathEscape(owner) + "/" + url.PathEscape(slug))
+	err := c.doJSON(ctx, call{op: op, method: http.MethodGet, url: u, policy: retryIdempotent},
+		func(b []byte) (err error) { status, err = decodeDatasetStatus(b); return err })
+	return status, err
+}
+
+// PushKernel pushes a new kernel version (POST /kernels/push). Kaggle starts
+// running it right away.
+//
+// Not blindly retried: a push that reached Kaggle starts a (billable, GPU
+// quota) run, so only 429 and 503 are retried. After any other failure the
+// caller must look at KernelStatus before pushing again.
+func (c *Client) PushKernel(ctx context.Context, k KernelPush) (KernelRef, error) {
+	const op = "kernels/push"
+	if err := checkSlug("owner", k.Owner); err != nil {
+		return KernelRef{}, &APIError{Op: op, Err: err}
+	}
+	if err := checkSlug("kernel slug", k.Slug); err != nil {
+		return KernelRef{}, &APIError{Op: op, Err: err}
+	}
+	if k.Text == "" {
+		return KernelRef{}, &APIError{Op: op, Err: errors.New("kernel text is empty")}
+	}
+	req := kernelPushRequest{
+		Slug: k.Owner + "/" + k.Slug, NewTitle: k.Title, Text: k.Text,
+		Language: k.Language, KernelType: k.KernelType,
+		IsPrivate: k.Private, EnableGpu: k.EnableGPU, EnableInternet: k.EnableInternet,
+		DatasetDataSources:     nonNil(k.DatasetSources),
+		CompetitionDataSources: nonNil(k.CompetitionSources),
+		KernelDataSources:      nonNil(k.KernelSources),
+		ModelDataSources:       nonNil(k.ModelSources),
+		CategoryIDs:            []string{},
+	}
+	if req.Language == "" {
+		req.Language = "python"
+	}
+	if req.KernelType == "" {
+		req.KernelType = "notebook"
+	}
+	body, err := marshal(op, req)
+	if err != nil {
+		return KernelRef{}, err
+	}
+	var resp kernelPushResponse
+	err = c.doJSON(ctx, call{op: op, method: http.MethodPost, url: c.apiURL("/kernels/push"), body: body, policy: retryUnprocessed},
+		func(b []byte) error { return decodeKernelPush(b, &resp) })
+	if err != nil {
+		return KernelRef{}, err
+	}
+	ref := refFrom(resp.Ref, resp.URL)
+	if ref == "" {
+		ref = req.Slug
+	}
+	return KernelRef{Ref: ref, URL: resp.URL, VersionNumber: resp.VersionNumber}, nil
+}
+
+// KernelStatus returns the status of a kernel's latest version (GET
+// /kernels/status?userName=&kernelSlug=).
+func (c *Client) KernelStatus(ctx context.Context, owner, slug string) (KernelStatus, error) {
+	const op = "kernels/status"
+	q, err := kernelQuery(owner, slug)
+	if err != nil {
+		return KernelStatus{}, &APIError{Op: op, Err: err}
+	}
+	var st KernelStatus
+	err = c.doJSON(ctx, call{op: op, method: http.MethodGet, url: c.apiURL("/kernels/status?" + q.Encode()), policy: retryIdempotent},
+		func(b []byte) error { return decodeKernelStatus(b, &st) })
+	return st, err
+}
+
+// KernelOutput lists the output files and log of a kernel's latest version
+// (GET /kernels/output?userName=&kernelSlug=), following pages if Kaggle
+// paginates.
+func (c *Client) KernelOutput(ctx context.Context, owner, slug string) (KernelOutput, error) {
+	const op = "kernels/output"
+	q, err := kernelQuery(owner, slug)
+	if err != nil {
+		return KernelOutput{}, &APIError{Op: op, Err: err}
+	}
+	var out KernelOutput
+	for page := 0; page < maxOutputPages; page++ {
+		var p kernelOutputResponse
+		err := c.doJSON(ctx, call{op: op, method: http.MethodGet, url: c.apiURL("/kernels/output?" + q.Encode()), policy: retryIdempotent},
+			func(b []byte) error { return decodeKernelOutput(b, &p) })
+		if err != nil {
+			return KernelOutput{}, err
+		}
+		for _, f := range p.Files {
+			out.Files = append(out.Files, OutputFile{FileName: f.FileName, URL: f.URL, Size: f.Size})
+		}
+		if out.Log == "" && p.Log != nil {
+			out.Log = *p.Log
+		}
+		if p.NextPageToken == "" || p.NextPageToken == q.Get("pageToken") {
+			return out, nil
+		}
+		q.Set("pageToken", p.NextPageToken)
+	}
+	return KernelOutput{}, &APIError{Op: op, Err: fmt.Errorf("more than %d pages of output", maxOutputPages)}
+}
+
+// Download streams one output file. The caller closes the reader. size is
+// the Content-Length, or -1 when the server did not send one. Failures
+// before the body starts are retried (429, 5xx, network); a broken body
+// surfaces as a read error and the caller restarts the download.
+func (c *Client) Download(ctx context.Context, fileURL string) (io.ReadCloser, int64, error) {
+	const op = "download"
+	u, err := url.Parse(fileURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, 0, &APIError{Op: op, Err: errors.New("output file URL must be an absolute http(s) URL")}
+	}
+	resp, err := c.do(ctx, call{op: op, method: http.MethodGet, url: u.String(), policy: retryIdempotent})
+	if err != nil {
+		return nil, 0, err
+	}
+	return resp.Body, resp.ContentLength, nil
+}
+
+func kernelQuery(owner, slug string) (url.Values, error) {
+	if err := checkSlug("owner", owner); err != nil {
+		return nil, err
+	}
+	if err := checkSlug("kernel slug", slug); err != nil {
+		return nil, err
+	}
+	return url.Values{"userName": {owner}, "kernelSlug": {slug}}, nil
+}
+
+// checkSlug rejects values that would change the request's path.
+func checkSlug(what, s string) error {
+	if s == "" {
+		return fmt.Errorf("%s is empty", what)
+	}
+	if len(s) > 100 || strings.ContainsAny(s, "/\\?#%") || strings.TrimSpace(s) != s {
+		return fmt.Errorf("%s %q is not a valid Kaggle name", what, s)
+	}
+	return nil
+}
+
+// refFrom extracts "owner/slug" from a ref or URL Kaggle returned, which
+// may look like "owner/slug", "/code/owner/slug" or a full URL.
+func refFrom(ref, fullURL string) string {
+	for _, s := range []string{ref, fullURL} {
+		if s == "" {
+			continue
+		}
+		if u, err := url.Parse(s); err == nil && u.Path != "" {
+			s = u.Path
+		}
+		parts := strings.FieldsFunc(s, func(r rune) bool { return r == '/' })
+		if len(parts) >= 2 {
+			return parts[len(parts)-2] + "/" + parts[len(parts)-1]
+		}
+	}
+	return ""
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func contentTypeFor(name string) string {
+	switch {
+	case strings.HasSuffix(name, ".jsonl"):
+		return "application/jsonl"
+	case strings.HasSuffix(name, ".json"):
+		return "application/json"
+	}
+	return "application/octet-stream"
+}
