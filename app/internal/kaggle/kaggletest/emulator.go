@@ -1,0 +1,1099 @@
+// Package kaggletest is an in-process emulator of the Kaggle REST API
+// endpoints package kaggle uses, for tests: same paths, payloads and auth as
+// Kaggle's v1 API (KaggleSwagger.yaml and the official client), with knobs to
+// inject failures (401/403/429 with Retry-After/500/503, slow answers),
+// to make datasets become ready, and to drive kernels through their
+// statuses. It records every push and upload so tests can assert on them.
+//
+//	srv := kaggletest.NewServer(t)
+//	client := kaggle.New(srv.Config())
+//	srv.Fail("/kernels/status", 429, 2).RetryAfter("3")
+//	srv.SetKernelStatus("emu-user/my-kernel", kaggle.KernelError, "CUDA out of memory")
+//
+// Signed storage URLs (blob upload, output download) are served by the same
+// server under /_emulator/ and, like the real ones, need no credentials.
+package kaggletest
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// APIPrefix is where the emulated API lives, like www.kaggle.com/api/v1.
+const APIPrefix = "/api/v1"
+
+// Default credentials accepted by a new emulator.
+const (
+	DefaultUsername = "emu-user"
+	DefaultKey      = "emu-key-0123456789abcdef"
+	DefaultToken    = "KGAT_emu_token_0123456789abcdef"
+)
+
+// Options configure an Emulator. Zero values mean the defaults.
+type Options struct {
+	// Username, Key and Token are the accepted credentials: Basic auth
+	// with Username:Key, or Bearer Token. Defaults DefaultUsername etc.
+	Username string
+	Key      string
+	Token    string
+	// DatasetPendingPolls is how many status polls of a new dataset answer
+	// "pending" before "ready". Default 1; negative means 0.
+	DatasetPendingPolls int
+	// KernelQueuedPolls and KernelRunningPolls are how many status polls a
+	// new kernel version spends queued, then running, before its final
+	// status. Defaults 1 and 1; negative means 0.
+	KernelQueuedPolls  int
+	KernelRunningPolls int
+	// BlobDir, if set, receives uploaded blobs as files (streamed). Empty
+	// keeps them in memory.
+	BlobDir string
+	// MaxBlobBytes caps one uploaded blob. Default 1 GiB.
+	MaxBlobBytes int64
+}
+
+// File is one kernel output file. Either Data holds the bytes, or Size > 0
+// with nil Data streams Size deterministic bytes (for large-file tests
+// without large memory).
+type File struct {
+	Name string
+	Data []byte
+	Size int64
+}
+
+func (f File) size() int64 {
+	if f.Data != nil {
+		return int64(len(f.Data))
+	}
+	return f.Size
+}
+
+// Fault describes a failure injected into matching requests.
+type Fault struct {
+	// Path is matched as a prefix of the request path after /api/v1
+	// ("/kernels/status", "/datasets/"), or of the full path for storage
+	// URLs ("/_emulator/upload/", "/_emulator/files/").
+	Path string
+	// Method, if set, must match too.
+	Method string
+	// Status is the HTTP status to answer; 0 only delays.
+	Status int
+	// RetryAfter is sent as the Retry-After header when non-empty.
+	RetryAfterValue string
+	// Message goes in the error body {"code","message"}.
+	Message string
+	// Delay holds the answer back (respecting the request's context).
+	Delay time.Duration
+	// AfterHandling runs the real handler first and then answers Status,
+	// as if the answer of a processed request was lost.
+	AfterHandling bool
+	// Times is how many matching requests the fault affects; 0 or less
+	// means all of them until ClearFaults.
+	Times int
+
+	used int
+}
+
+// RetryAfter sets the Retry-After header value (seconds or HTTP-date) and
+// returns f for chaining.
+func (f *Fault) RetryAfter(v string) *Fault {
+	f.RetryAfterValue = v
+	return f
+}
+
+// Push is one recorded POST /kernels/push.
+type Push struct {
+	// Ref is "owner/slug".
+	Ref string
+	// Version is the kernel version this push created.
+	Version int
+	// Request is the body as received.
+	Request PushRequest
+}
+
+// PushRequest is Kaggle's KernelPushRequest.
+type PushRequest struct {
+	ID                     *int     `json:"id,omitempty"`
+	Slug                   string   `json:"slug"`
+	NewTitle               string   `json:"newTitle"`
+	Text                   string   `json:"text"`
+	Language               string   `json:"language"`
+	KernelType             string   `json:"kernelType"`
+	IsPrivate              *bool    `json:"isPrivate"`
+	EnableGpu              *bool    `json:"enableGpu"`
+	EnableTpu              *bool    `json:"enableTpu"`
+	EnableInternet         *bool    `json:"enableInternet"`
+	DatasetDataSources     []string `json:"datasetDataSources"`
+	CompetitionDataSources []string `json:"competitionDataSources"`
+	KernelDataSources      []string `json:"kernelDataSources"`
+	ModelDataSources       []string `json:"modelDataSources"`
+	CategoryIDs            []string `json:"categoryIds"`
+	DockerImagePinningType string   `json:"dockerImagePinningType,omitempty"`
+}
+
+// Blob is one recorded blob upload.
+type Blob struct {
+	Token        string
+	Name         string
+	Type         string
+	DeclaredSize int64
+	// Size and SHA256 describe the bytes received; Complete is true once
+	// exactly DeclaredSize bytes arrived.
+	Size     int64
+	SHA256   string
+	Complete bool
+
+	path string
+	data []byte
+}
+
+// Dataset is one dataset created through the API (or added by a test).
+type Dataset struct {
+	Ref     string
+	Title   string
+	Private bool
+	License string
+	// Files are the blob names, in request order.
+	Files []string
+	// Tokens are the blob tokens, in request order.
+	Tokens []string
+
+	polls  int
+	status string // forced status; "" follows DatasetPendingPolls
+}
+
+type kernel struct {
+	ref             string
+	version         int
+	sig             string
+	polls           int
+	manual          bool
+	status          string
+	failure         string
+	final           string
+	finalFailure    string
+	queued, running int
+	files           []File
+	log             *string
+}
+
+// Emulator is the http.Handler. Use NewServer in tests.
+type Emulator struct {
+	mu        sync.Mutex
+	opts      Options
+	final     string
+	failure   string
+	output    []File
+	log       string
+	faults    []*Fault
+	blobs     map[string]*Blob
+	blobSeq   []string
+	datasets  map[string]*Dataset
+	kernels   map[string]*kernel
+	pushes    []Push
+	calls     map[string]int
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+// New returns an emulator with opts.
+func New(opts Options) *Emulator {
+	if opts.Username == "" {
+		opts.Username = DefaultUsername
+	}
+	if opts.Key == "" {
+		opts.Key = DefaultKey
+	}
+	if opts.Token == "" {
+		opts.Token = DefaultToken
+	}
+	if opts.DatasetPendingPolls == 0 {
+		opts.DatasetPendingPolls = 1
+	}
+	if opts.KernelQueuedPolls == 0 {
+		opts.KernelQueuedPolls = 1
+	}
+	if opts.KernelRunningPolls == 0 {
+		opts.KernelRunningPolls = 1
+	}
+	opts.DatasetPendingPolls = max(opts.DatasetPendingPolls, 0)
+	opts.KernelQueuedPolls = max(opts.KernelQueuedPolls, 0)
+	opts.KernelRunningPolls = max(opts.KernelRunningPolls, 0)
+	if opts.MaxBlobBytes <= 0 {
+		opts.MaxBlobBytes = 1 << 30
+	}
+	return &Emulator{
+		opts:     opts,
+		final:    "complete",
+		output:   DefaultOutputFiles(),
+		log:      DefaultLog(),
+		blobs:    map[string]*Blob{},
+		datasets: map[string]*Dataset{},
+		kernels:  map[string]*kernel{},
+		calls:    map[string]int{},
+		closed:   make(chan struct{}),
+	}
+}
+
+// Close releases requests held by Delay faults. The Server calls it.
+func (e *Emulator) Close() {
+	e.closeOnce.Do(func() { close(e.closed) })
+}
+
+// Username is the account the emulator accepts.
+func (e *Emulator) Username() string { return e.opts.Username }
+
+// ---- knobs -----------------------------------------------------------------
+
+// SetCredentials changes the accepted credentials (empty leaves one as is).
+func (e *Emulator) SetCredentials(username, key, token string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if username != "" {
+		e.opts.Username = username
+	}
+	if key != "" {
+		e.opts.Key = key
+	}
+	if token != "" {
+		e.opts.Token = token
+	}
+}
+
+// Fail makes the next times requests under path answer status (times <= 0:
+// all of them). It returns the fault for further settings, e.g.
+// .RetryAfter("2").
+func (e *Emulator) Fail(path string, status, times int) *Fault {
+	return e.Inject(Fault{Path: path, Status: status, Times: times})
+}
+
+// Slow delays the next times requests under path by d.
+func (e *Emulator) Slow(path string, d time.Duration, times int) *Fault {
+	return e.Inject(Fault{Path: path, Delay: d, Times: times})
+}
+
+// Inject adds a fault. Faults are checked in the order added; the first
+// matching one that is not used up applies.
+func (e *Emulator) Inject(f Fault) *Fault {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	fp := &f
+	e.faults = append(e.faults, fp)
+	return fp
+}
+
+// ClearFaults removes every injected fault.
+func (e *Emulator) ClearFaults() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.faults = nil
+}
+
+// SetDatasetPendingPolls sets how many status polls new datasets stay
+// "pending".
+func (e *Emulator) SetDatasetPendingPolls(n int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.opts.DatasetPendingPolls = max(n, 0)
+}
+
+// SetDatasetStatus forces the status a dataset reports ("ready", "failed",
+// "pending"...). The dataset is created if it does not exist.
+func (e *Emulator) SetDatasetStatus(ref, status string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	d := e.datasets[ref]
+	if d == nil {
+		d = &Dataset{Ref: ref, Title: ref, Private: true}
+		e.datasets[ref] = d
+	}
+	d.status = status
+}
+
+// AddDataset registers an existing, ready dataset a kernel may use.
+func (e *Emulator) AddDataset(ref string) { e.SetDatasetStatus(ref, "ready") }
+
+// SetKernelProgress sets how new kernel versions progress: queuedPolls
+// status polls "queued", runningPolls "running", then final ("complete" or
+// "error" with failureMessage).
+func (e *Emulator) SetKernelProgress(queuedPolls, runningPolls int, final, failureMessage string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.opts.KernelQueuedPolls = max(queuedPolls, 0)
+	e.opts.KernelRunningPolls = max(runningPolls, 0)
+	e.final = final
+	e.failure = failureMessage
+}
+
+// SetKernelStatus pins a kernel's status ("owner/slug"), e.g. "error" with
+// "CUDA out of memory". The kernel then stops progressing by itself until
+// it is pushed again. An unknown kernel is created (as if pushed earlier).
+func (e *Emulator) SetKernelStatus(ref, status, failureMessage string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k := e.kernels[ref]
+	if k == nil {
+		k = e.newKernel(ref)
+		k.version = 1
+		e.kernels[ref] = k
+	}
+	k.manual = true
+	k.status = status
+	k.failure = failureMessage
+}
+
+// SetKernelOutput sets the output files and log of a kernel ("owner/slug").
+// A nil log keeps the default.
+func (e *Emulator) SetKernelOutput(ref string, files []File, log *string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k := e.kernels[ref]
+	if k == nil {
+		k = e.newKernel(ref)
+		k.version = 1
+		e.kernels[ref] = k
+	}
+	k.files = slices.Clone(files)
+	if log != nil {
+		k.log = log
+	}
+}
+
+// SetDefaultOutput sets the output files and log of kernels without their
+// own (see SetKernelOutput).
+func (e *Emulator) SetDefaultOutput(files []File, log string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.output = slices.Clone(files)
+	e.log = log
+}
+
+// ---- records ---------------------------------------------------------------
+
+// Pushes returns every kernel push received, in order.
+func (e *Emulator) Pushes() []Push {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.pushes)
+}
+
+// PushCount is the number of pushes received for ref ("owner/slug").
+func (e *Emulator) PushCount(ref string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, p := range e.pushes {
+		if p.Ref == ref {
+			n++
+		}
+	}
+	return n
+}
+
+// Blobs returns every blob upload started, in order.
+func (e *Emulator) Blobs() []Blob {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Blob, 0, len(e.blobSeq))
+	for _, t := range e.blobSeq {
+		b := *e.blobs[t]
+		b.data = nil
+		out = append(out, b)
+	}
+	return out
+}
+
+// BlobData returns the bytes received for a blob token.
+func (e *Emulator) BlobData(token string) ([]byte, error) {
+	e.mu.Lock()
+	b := e.blobs[token]
+	var path string
+	var data []byte
+	if b != nil {
+		path, data = b.path, b.data
+	}
+	e.mu.Unlock()
+	switch {
+	case b == nil:
+		return nil, fmt.Errorf("no blob with token %q", token)
+	case path != "":
+		return os.ReadFile(path)
+	}
+	return slices.Clone(data), nil
+}
+
+// Datasets returns the datasets known to the emulator.
+func (e *Emulator) Datasets() []Dataset {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]Dataset, 0, len(e.datasets))
+	for _, d := range e.datasets {
+		out = append(out, *d)
+	}
+	slices.SortFunc(out, func(a, b Dataset) int { return strings.Compare(a.Ref, b.Ref) })
+	return out
+}
+
+// Calls counts the requests received whose path (after /api/v1 for API
+// calls) starts with prefix, whatever their outcome.
+func (e *Emulator) Calls(prefix string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for p, c := range e.calls {
+		if strings.HasPrefix(p, prefix) {
+			n += c
+		}
+	}
+	return n
+}
+
+// ---- serving ---------------------------------------------------------------
+
+func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	api := strings.HasPrefix(path, APIPrefix+"/")
+	if api {
+		path = strings.TrimPrefix(path, APIPrefix)
+	}
+	e.mu.Lock()
+	e.calls[path]++
+	fault := e.matchFault(path, r.Method)
+	e.mu.Unlock()
+
+	if fault != nil && fault.Delay > 0 {
+		t := time.NewTimer(fault.Delay)
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+			t.Stop()
+			return
+		case <-e.closed:
+			t.Stop()
+			writeError(w, http.StatusServiceUnavailable, "emulator closed")
+			return
+		}
+	}
+	if fault != nil && fault.Status != 0 && !fault.AfterHandling {
+		e.writeFault(w, fault)
+		return
+	}
+	if fault != nil && fault.Status != 0 && fault.AfterHandling {
+		e.route(discardWriter{h: http.Header{}}, r, path, api)
+		e.writeFault(w, fault)
+		return
+	}
+	e.route(w, r, path, api)
+}
+
+func (e *Emulator) writeFault(w http.ResponseWriter, f *Fault) {
+	if f.RetryAfterValue != "" {
+		w.Header().Set("Retry-After", f.RetryAfterValue)
+	}
+	msg := f.Message
+	if msg == "" {
+		msg = http.StatusText(f.Status)
+	}
+	writeError(w, f.Status, msg)
+}
+
+// matchFault returns the first live fault for the request and uses it up.
+// Caller holds e.mu.
+func (e *Emulator) matchFault(path, method string) *Fault {
+	for _, f := range e.faults {
+		if !strings.HasPrefix(path, f.Path) || (f.Method != "" && f.Method != method) {
+			continue
+		}
+		if f.Times > 0 && f.used >= f.Times {
+			continue
+		}
+		f.used++
+		c := *f
+		return &c
+	}
+	return nil
+}
+
+func (e *Emulator) route(w http.ResponseWriter, r *http.Request, path string, api bool) {
+	if !api {
+		switch {
+		case strings.HasPrefix(path, "/_emulator/upload/") && r.Method == http.MethodPut:
+			e.handleBlobPut(w, r, strings.TrimPrefix(path, "/_emulator/upload/"))
+		case strings.HasPrefix(path, "/_emulator/files/") && r.Method == http.MethodGet:
+			e.handleFile(w, r, strings.TrimPrefix(path, "/_emulator/files/"))
+		default:
+			writeError(w, http.StatusNotFound, "Not found")
+		}
+		return
+	}
+	if !e.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="kaggle"`)
+		writeError(w, http.StatusUnauthorized, "Unauthenticated")
+		return
+	}
+	switch {
+	case path == "/blobs/upload":
+		e.post(w, r, e.handleBlobStart)
+	case path == "/datasets/create/new":
+		e.post(w, r, e.handleDatasetCreate)
+	case strings.HasPrefix(path, "/datasets/status/"):
+		e.get(w, r, func(w http.ResponseWriter, r *http.Request) {
+			e.handleDatasetStatus(w, strings.TrimPrefix(path, "/datasets/status/"))
+		})
+	case path == "/kernels/push":
+		e.post(w, r, e.handleKernelPush)
+	case path == "/kernels/status":
+		e.get(w, r, e.handleKernelStatus)
+	case path == "/kernels/output":
+		e.get(w, r, e.handleKernelOutput)
+	default:
+		writeError(w, http.StatusNotFound, "Not found")
+	}
+}
+
+func (e *Emulator) post(w http.ResponseWriter, r *http.Request, h http.HandlerFunc) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeError(w, http.StatusMethodNotAllowed, "Method not allowed")
+		return
+	}
+	h(w, r)
+}
+
+func (e *Emulator) get(w http.ResponseWriter, r *http.Request, h http.HandlerFunc) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		writeError(w, http.StatusMethodNotAllowed, "Method not allowed")
+		return
+	}
+	h(w, r)
+}
+
+func (e *Emulator) authorized(r *http.Request) bool {
+	e.mu.Lock()
+	user, key, token := e.opts.Username, e.opts.Key, e.opts.Token
+	e.mu.Unlock()
+	h := r.Header.Get("Authorization")
+	if bearer, ok := strings.CutPrefix(h, "Bearer "); ok {
+		return subtle.ConstantTimeCompare([]byte(bearer), []byte(token)) == 1
+	}
+	u, k, ok := r.BasicAuth()
+	return ok && subtle.ConstantTimeCompare([]byte(u), []byte(user)) == 1 &&
+		subtle.ConstantTimeCompare([]byte(k), []byte(key)) == 1
+}
+
+// maxJSONBody caps request bodies the emulator decodes (a notebook is text).
+const maxJSONBody = 32 << 20
+
+// decodeBody decodes a JSON request strictly: unknown fields are refused,
+// so a client field name that is not in Kaggle's API fails loudly.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid request body: "+err.Error())
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "invalid request body: trailing data")
+		return false
+	}
+	return true
+}
+
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+func randomToken() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// ---- blobs -----------------------------------------------------------------
+
+type startBlobUploadRequest struct {
+	Type                     string `json:"type"`
+	Name                     string `json:"name"`
+	ContentLength            *int64 `json:"contentLength"`
+	ContentType              string `json:"contentType"`
+	LastModifiedEpochSeconds int64  `json:"lastModifiedEpochSeconds"`
+}
+
+func (e *Emulator) handleBlobStart(w http.ResponseWriter, r *http.Request) {
+	var req startBlobUploadRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	switch {
+	case req.Name == "":
+		writeError(w, http.StatusBadRequest, "name is required")
+		return
+	case req.ContentLength == nil || *req.ContentLength < 0:
+		writeError(w, http.StatusBadRequest, "contentLength is required")
+		return
+	case req.Type != "" && req.Type != "dataset" && req.Type != "model" && req.Type != "inbox":
+		writeError(w, http.StatusBadRequest, "type must be dataset, model or inbox")
+		return
+	case *req.ContentLength > e.opts.MaxBlobBytes:
+		writeError(w, http.StatusBadRequest, "file too large")
+		return
+	}
+	token := randomToken()
+	e.mu.Lock()
+	e.blobs[token] = &Blob{Token: token, Name: req.Name, Type: req.Type, DeclaredSize: *req.ContentLength}
+	e.blobSeq = append(e.blobSeq, token)
+	e.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]string{
+		"token":     token,
+		"createUrl": baseURL(r) + "/_emulator/upload/" + token,
+	})
+}
+
+func (e *Emulator) handleBlobPut(w http.ResponseWriter, r *http.Request, token string) {
+	e.mu.Lock()
+	b := e.blobs[token]
+	var declared int64
+	if b != nil {
+		declared = b.DeclaredSize
+	}
+	dir := e.opts.BlobDir
+	e.mu.Unlock()
+	if b == nil {
+		writeError(w, http.StatusNotFound, "unknown upload")
+		return
+	}
+	if r.ContentLength != declared {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("Content-Length %d does not match the announced %d bytes", r.ContentLength, declared))
+		return
+	}
+	h := sha256.New()
+	var (
+		n    int64
+		err  error
+		path string
+		data []byte
+	)
+	body := io.LimitReader(r.Body, declared+1)
+	if dir != "" {
+		path = filepath.Join(dir, "blob-"+token)
+		f, ferr := os.Create(path)
+		if ferr != nil {
+			writeError(w, http.StatusInternalServerError, "storing blob")
+			return
+		}
+		n, err = io.Copy(io.MultiWriter(f, h), body)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	} else {
+		var buf bytes.Buffer
+		n, err = io.Copy(io.MultiWriter(&buf, h), body)
+		data = buf.Bytes()
+	}
+	if err != nil || n != declared {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("received %d of %d bytes", n, declared))
+		return
+	}
+	e.mu.Lock()
+	b.Size, b.SHA256, b.Complete, b.path, b.data = n, hex.EncodeToString(h.Sum(nil)), true, path, data
+	e.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{})
+}
+
+// ---- datasets --------------------------------------------------------------
+
+type datasetNewRequest struct {
+	Title        string   `json:"title"`
+	Slug         string   `json:"slug"`
+	OwnerSlug    string   `json:"ownerSlug"`
+	LicenseName  string   `json:"licenseName"`
+	Subtitle     string   `json:"subtitle"`
+	Description  string   `json:"description"`
+	IsPrivate    *bool    `json:"isPrivate"`
+	ConvertToCsv *bool    `json:"convertToCsv"`
+	CategoryIDs  []string `json:"categoryIds"`
+	Files        []struct {
+		Token       string          `json:"token"`
+		Description string          `json:"description"`
+		Columns     json.RawMessage `json:"columns"`
+	} `json:"files"`
+}
+
+var (
+	slugRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$`)
+	licenseSet = []string{"CC0-1.0", "CC-BY-SA-4.0", "GPL-2.0", "ODbL-1.0", "CC-BY-NC-SA-4.0", "unknown",
+		"DbCL-1.0", "CC-BY-SA-3.0", "copyright-authors", "other", "reddit-api", "world-bank"}
+)
+
+func (e *Emulator) handleDatasetCreate(w http.ResponseWriter, r *http.Request) {
+	var req datasetNewRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	fail := func(msg string) {
+		writeJSON(w, http.StatusOK, map[string]any{"ref": "", "url": "", "status": "error", "error": msg})
+	}
+	switch {
+	case len(req.Title) < 6 || len(req.Title) > 50:
+		fail("The dataset title must be between 6 and 50 characters")
+		return
+	case !slugRE.MatchString(req.Slug):
+		fail("The dataset slug must be 3 to 50 lowercase letters, digits or dashes")
+		return
+	case req.OwnerSlug == "":
+		writeError(w, http.StatusBadRequest, "ownerSlug is required")
+		return
+	case req.OwnerSlug != e.opts.Username:
+		writeError(w, http.StatusForbidden, "Permission denied")
+		return
+	case req.LicenseName != "" && !slices.Contains(licenseSet, req.LicenseName):
+		writeError(w, http.StatusBadRequest, "unknown licenseName")
+		return
+	case len(req.Files) == 0:
+		fail("A dataset must have at least one file")
+		return
+	}
+	ref := req.OwnerSlug + "/" + req.Slug
+	if _, exists := e.datasets[ref]; exists {
+		fail("The requested slug is already in use")
+		return
+	}
+	d := &Dataset{Ref: ref, Title: req.Title, License: req.LicenseName, Private: req.IsPrivate == nil || *req.IsPrivate}
+	for _, f := range req.Files {
+		b := e.blobs[f.Token]
+		if b == nil || !b.Complete {
+			fail("Invalid or incomplete file token")
+			return
+		}
+		d.Files = append(d.Files, b.Name)
+		d.Tokens = append(d.Tokens, b.Token)
+	}
+	e.datasets[ref] = d
+	writeJSON(w, http.StatusOK, map[string]any{
+		"ref": ref, "url": baseURL(r) + "/datasets/" + ref, "status": "ok", "error": nil,
+	})
+}
+
+func (e *Emulator) handleDatasetStatus(w http.ResponseWriter, rest string) {
+	owner, slug, ok := strings.Cut(rest, "/")
+	if !ok || owner == "" || slug == "" || strings.Contains(slug, "/") {
+		writeError(w, http.StatusNotFound, "Not found")
+		return
+	}
+	e.mu.Lock()
+	d := e.datasets[owner+"/"+slug]
+	var status string
+	if d != nil {
+		d.polls++
+		switch {
+		case d.status != "":
+			status = d.status
+		case d.polls <= e.opts.DatasetPendingPolls:
+			status = "pending"
+		default:
+			status = "ready"
+		}
+	}
+	e.mu.Unlock()
+	if d == nil {
+		writeError(w, http.StatusNotFound, "Dataset not found")
+		return
+	}
+	// Kaggle's v1 answer is a bare JSON string.
+	writeJSON(w, http.StatusOK, status)
+}
+
+// ---- kernels ---------------------------------------------------------------
+
+func (e *Emulator) newKernel(ref string) *kernel {
+	return &kernel{
+		ref: ref, sig: randomToken(),
+		queued: e.opts.KernelQueuedPolls, running: e.opts.KernelRunningPolls,
+		final: e.final, finalFailure: e.failure,
+	}
+}
+
+func (e *Emulator) handleKernelPush(w http.ResponseWriter, r *http.Request) {
+	var req PushRequest
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	owner, slug, ok := strings.Cut(req.Slug, "/")
+	switch {
+	case req.ID == nil && (!ok || owner == "" || !slugRE.MatchString(slug)):
+		writeError(w, http.StatusBadRequest, "slug must be USERNAME/KERNEL-SLUG")
+		return
+	case req.ID != nil && req.Slug == "":
+		writeError(w, http.StatusBadRequest, "the emulator supports pushes by slug only")
+		return
+	case req.Text == "":
+		writeError(w, http.StatusBadRequest, "text is required")
+		return
+	case !slices.Contains([]string{"python", "r", "rmarkdown"}, req.Language):
+		writeError(w, http.StatusBadRequest, "language must be python, r or rmarkdown")
+		return
+	case !slices.Contains([]string{"script", "notebook"}, req.KernelType):
+		writeError(w, http.StatusBadRequest, "kernelType must be script or notebook")
+		return
+	}
+	if req.KernelType == "notebook" {
+		if err := checkNotebook(req.Text); err != nil {
+			writeJSON(w, http.StatusOK, map[string]any{"error": "Notebook is invalid: " + err.Error()})
+			return
+		}
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if owner != e.opts.Username {
+		writeError(w, http.StatusForbidden, "Permission denied")
+		return
+	}
+	var invalid []string
+	for _, ds := range req.DatasetDataSources {
+		if _, ok := e.datasets[ds]; !ok {
+			invalid = append(invalid, ds)
+		}
+	}
+	ref := req.Slug
+	k := e.kernels[ref]
+	version := 1
+	if k != nil {
+		version = k.version + 1
+	}
+	nk := e.newKernel(ref)
+	nk.version = version
+	if k != nil {
+		nk.files, nk.log = k.files, k.log
+	}
+	e.kernels[ref] = nk
+	e.pushes = append(e.pushes, Push{Ref: ref, Version: version, Request: req})
+	writeJSON(w, http.StatusOK, map[string]any{
+		"ref": ref, "url": baseURL(r) + "/code/" + ref, "versionNumber": version, "error": nil,
+		"invalidTags": []string{}, "invalidDatasetSources": nonNil(invalid),
+		"invalidCompetitionSources": []string{}, "invalidKernelSources": []string{},
+	})
+}
+
+// checkNotebook does what Kaggle's notebook import needs: nbformat 4 JSON
+// with a list of cells whose sources are strings or lists of strings.
+func checkNotebook(text string) error {
+	var nb struct {
+		NBFormat *int `json:"nbformat"`
+		Cells    []struct {
+			CellType string          `json:"cell_type"`
+			Source   json.RawMessage `json:"source"`
+		} `json:"cells"`
+		Metadata map[string]any `json:"metadata"`
+	}
+	if err := json.Unmarshal([]byte(text), &nb); err != nil {
+		return errors.New("not JSON")
+	}
+	if nb.NBFormat == nil || *nb.NBFormat != 4 {
+		return errors.New("nbformat must be 4")
+	}
+	if len(nb.Cells) == 0 {
+		return errors.New("no cells")
+	}
+	for i, c := range nb.Cells {
+		if c.CellType != "code" && c.CellType != "markdown" && c.CellType != "raw" {
+			return fmt.Errorf("cell %d has type %q", i, c.CellType)
+		}
+		var s string
+		var ss []string
+		if json.Unmarshal(c.Source, &s) != nil && json.Unmarshal(c.Source, &ss) != nil {
+			return fmt.Errorf("cell %d source is not text", i)
+		}
+	}
+	return nil
+}
+
+func (e *Emulator) kernelFromQuery(w http.ResponseWriter, r *http.Request) *kernel {
+	q := r.URL.Query()
+	user, slug := q.Get("userName"), q.Get("kernelSlug")
+	if user == "" || slug == "" {
+		writeError(w, http.StatusBadRequest, "userName and kernelSlug are required")
+		return nil
+	}
+	k := e.kernels[user+"/"+slug]
+	if k == nil {
+		writeError(w, http.StatusNotFound, "Kernel not found")
+	}
+	return k
+}
+
+func (e *Emulator) handleKernelStatus(w http.ResponseWriter, r *http.Request) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k := e.kernelFromQuery(w, r)
+	if k == nil {
+		return
+	}
+	status, failure := k.advance()
+	var fm any
+	if failure != "" {
+		fm = failure
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": status, "failureMessage": fm})
+}
+
+// advance counts a status poll and returns the status it reports.
+func (k *kernel) advance() (string, string) {
+	if k.manual {
+		return k.status, k.failure
+	}
+	k.polls++
+	switch {
+	case k.polls <= k.queued:
+		k.status, k.failure = "queued", ""
+	case k.polls <= k.queued+k.running:
+		k.status, k.failure = "running", ""
+	default:
+		k.status, k.failure = k.final, k.finalFailure
+	}
+	return k.status, k.failure
+}
+
+func (e *Emulator) handleKernelOutput(w http.ResponseWriter, r *http.Request) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k := e.kernelFromQuery(w, r)
+	if k == nil {
+		return
+	}
+	log := e.log
+	if k.log != nil {
+		log = *k.log
+	}
+	files := []map[string]any{}
+	if k.status == "complete" {
+		for _, f := range e.filesOf(k) {
+			files = append(files, map[string]any{
+				"fileName": f.Name,
+				"url": fmt.Sprintf("%s/_emulator/files/%s/%d/%s?sig=%s", baseURL(r), k.ref, k.version,
+					escapePath(f.Name), k.sig),
+			})
+		}
+	}
+	if k.status == "error" && k.failure != "" {
+		log = logJSON([]string{"Traceback (most recent call last):", k.failure})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"files": files, "log": log, "nextPageToken": ""})
+}
+
+func (e *Emulator) filesOf(k *kernel) []File {
+	if k.files != nil {
+		return k.files
+	}
+	return e.output
+}
+
+func escapePath(name string) string {
+	parts := strings.Split(name, "/")
+	for i, p := range parts {
+		parts[i] = strings.ReplaceAll(strings.ReplaceAll(p, "%", "%25"), "?", "%3F")
+	}
+	return strings.Join(parts, "/")
+}
+
+// handleFile serves /_emulator/files/{owner}/{slug}/{version}/{name...}.
+func (e *Emulator) handleFile(w http.ResponseWriter, r *http.Request, rest string) {
+	parts := strings.SplitN(rest, "/", 4)
+	if len(parts) != 4 {
+		writeError(w, http.StatusNotFound, "Not found")
+		return
+	}
+	ref, name := parts[0]+"/"+parts[1], parts[3]
+	version, err := strconv.Atoi(parts[2])
+	e.mu.Lock()
+	k := e.kernels[ref]
+	var file *File
+	if k != nil && err == nil && version == k.version &&
+		subtle.ConstantTimeCompare([]byte(r.URL.Query().Get("sig")), []byte(k.sig)) == 1 {
+		for _, f := range e.filesOf(k) {
+			if f.Name == name {
+				file = &f
+				break
+			}
+		}
+	}
+	e.mu.Unlock()
+	if file == nil {
+		writeError(w, http.StatusForbidden, "Invalid or expired signature")
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(file.size(), 10))
+	w.WriteHeader(http.StatusOK)
+	if file.Data != nil {
+		_, _ = w.Write(file.Data)
+		return
+	}
+	_, _ = io.Copy(w, io.LimitReader(&patternReader{}, file.Size))
+}
+
+// patternReader yields a deterministic byte stream (byte n is n*31+7), for
+// large generated files.
+type patternReader struct{ off int64 }
+
+func (p *patternReader) Read(b []byte) (int, error) {
+	for i := range b {
+		b[i] = byte((p.off+int64(i))*31 + 7)
+	}
+	p.off += int64(len(b))
+	return len(b), nil
+}
+
+// PatternReader returns a reader of the first n bytes a generated File
+// (Data nil, Size n) serves, so tests can compare a download with it.
+func PatternReader(n int64) io.Reader { return io.LimitReader(&patternReader{}, n) }
+
+// ---- responses -------------------------------------------------------------
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers Kaggle's Error shape.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]any{"code": status, "message": msg})
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// discardWriter swallows the real answer of an AfterHandling fault.
+type discardWriter struct{ h http.Header }
+
+func (d discardWriter) Header() http.Header         { return d.h }
+func (d discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (d discardWriter) WriteHeader(int)             {}

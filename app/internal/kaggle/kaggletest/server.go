@@ -1,0 +1,81 @@
+package kaggletest
+
+import (
+	"context"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
+)
+
+// Server is an Emulator listening on a random loopback port.
+type Server struct {
+	*Emulator
+	// URL is the server root; BaseURL is URL + "/api/v1", what
+	// KAGGLE_API_URL would be set to.
+	URL     string
+	BaseURL string
+	srv     *httptest.Server
+}
+
+// NewServer starts an emulator with default options, stopped by t.Cleanup.
+// Uploaded blobs are streamed to t.TempDir().
+func NewServer(t testing.TB) *Server {
+	t.Helper()
+	return NewServerWith(t, Options{})
+}
+
+// NewServerWith starts an emulator with opts, stopped by t.Cleanup.
+func NewServerWith(t testing.TB, opts Options) *Server {
+	t.Helper()
+	if opts.BlobDir == "" {
+		opts.BlobDir = t.TempDir()
+	}
+	e := New(opts)
+	srv := httptest.NewServer(e)
+	t.Cleanup(func() {
+		e.Close() // release delayed requests first, so Close does not wait on them
+		srv.Close()
+	})
+	return &Server{Emulator: e, URL: srv.URL, BaseURL: srv.URL + APIPrefix, srv: srv}
+}
+
+// Config returns a client configuration for this server with Basic auth
+// and fast retries (1 ms base delay) that still sleep for real; tests that
+// assert delays inject their own Sleep.
+func (s *Server) Config() kaggle.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return kaggle.Config{
+		BaseURL:     s.BaseURL,
+		Username:    s.opts.Username,
+		Key:         s.opts.Key,
+		HTTPClient:  s.srv.Client(),
+		MaxAttempts: 4,
+		BaseDelay:   time.Millisecond,
+		MaxDelay:    10 * time.Millisecond,
+		Sleep:       sleepCtx,
+	}
+}
+
+// TokenConfig is Config with Bearer-token auth instead of username + key.
+func (s *Server) TokenConfig() kaggle.Config {
+	c := s.Config()
+	c.Key = ""
+	s.mu.Lock()
+	c.Token = s.opts.Token
+	s.mu.Unlock()
+	return c
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
