@@ -78,14 +78,18 @@ install_bench() {
 }
 
 install_containers() {
-  apt_install podman buildah runc debootstrap uidmap slirp4netns fuse-overlayfs
+  apt_install podman buildah runc debootstrap uidmap slirp4netns fuse-overlayfs \
+    netavark aardvark-dns openssl curl
   go_tool gitleaks github.com/zricethezav/gitleaks/v8 "$GITLEAKS_VERSION"
+  go_tool pebble github.com/letsencrypt/pebble/v2/cmd/pebble "$PEBBLE_VERSION"
   if [ ! -x "$BIN/docker-compose" ] || [ "$(cat "$TOOLS_DIR/versions/docker-compose" 2>/dev/null)" != "$COMPOSE_VERSION" ]; then
     # The compose module carries exclude directives, so `go install` refuses
-    # it; it builds fine inside a throwaway module.
-    log "building docker-compose $COMPOSE_VERSION"
+    # it; it builds fine inside a throwaway module. The blank import keeps
+    # `go mod tidy` from dropping the requirement it is there to resolve.
+    log "building docker-compose $COMPOSE_VERSION (a few minutes, once)"
     local dir
     dir=$(mktemp -d)
+    printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/docker/compose/v2/cmd"\n' >"$dir/tools.go"
     (cd "$dir" && go mod init composebuild >/dev/null 2>&1 &&
       go get "github.com/docker/compose/v2/cmd@$COMPOSE_VERSION" >/dev/null 2>&1 &&
       go mod tidy >/dev/null 2>&1 &&
@@ -93,6 +97,32 @@ install_containers() {
     rm -rf "$dir"
     mkdir -p "$TOOLS_DIR/versions"
     echo "$COMPOSE_VERSION" >"$TOOLS_DIR/versions/docker-compose"
+  fi
+  configure_podman
+}
+
+# configure_podman applies what podman needs on hosts that lack
+# CAP_SYS_RESOURCE and run hybrid cgroups (crun refuses both), and picks
+# netavark so compose service names resolve. It only acts when podman is the
+# container engine (no Docker daemon answering) and never overwrites a
+# containers.conf it did not write.
+configure_podman() {
+  command -v podman >/dev/null 2>&1 || return 0
+  if command -v docker >/dev/null 2>&1 && [ -z "${DOCKER_HOST:-}" ] && docker info >/dev/null 2>&1; then
+    return 0
+  fi
+  [ "$(id -u)" -eq 0 ] || { log "not root: leaving /etc/containers/containers.conf alone"; return 0; }
+  local conf=/etc/containers/containers.conf marker="# written by finetune-studio install-tools.sh"
+  if [ -e "$conf" ] && ! grep -qF "$marker" "$conf"; then
+    log "$conf exists and is not ours: leaving it alone"
+    return 0
+  fi
+  local want
+  want=$(printf '%s\n[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]\n[engine]\nruntime = "runc"\n[network]\nnetwork_backend = "netavark"\n' "$marker")
+  if [ "$(cat "$conf" 2>/dev/null)" != "$want" ]; then
+    log "writing $conf"
+    mkdir -p /etc/containers
+    printf '%s\n' "$want" >"$conf"
   fi
 }
 
