@@ -79,10 +79,11 @@ type Model struct {
 	CreatedAt time.Time       `json:"created_at"`
 }
 
-// Page bounds a list query. After is an opaque cursor from a previous page.
+// Page bounds a list query: at most Limit rows, starting after After (nil:
+// from the newest).
 type Page struct {
 	Limit int
-	After string
+	After *Cursor
 }
 
 // Pagination limits shared by every list endpoint.
@@ -90,3 +91,12 @@ const (
 	DefaultPageLimit = 20
 	MaxPageLimit     = 100
 )
+
+// TaskKind is the worker task kind that runs a job's next step; its payload
+// is TaskPayload and its dedupe key the job id.
+const TaskKind = "training.step"
+
+// TaskPayload is the payload of a TaskKind task.
+type TaskPayload struct {
+	JobID string `json:"job_id"`
+}

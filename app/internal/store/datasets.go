@@ -1,0 +1,144 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/finetune-studio/finetune-studio/app/internal/problem"
+	"github.com/finetune-studio/finetune-studio/app/internal/training"
+)
+
+// Queries of the training domain (datasets, jobs, job events, models). The
+// indexes each one relies on are listed in docs/schema.md.
+
+const datasetColumns = `id::text, name, description, object_key, size_bytes, sha256, format, schema, examples, created_at`
+
+func scanDataset(row scanner, extra ...any) (training.Dataset, error) {
+	var d training.Dataset
+	err := row.Scan(append([]any{&d.ID, &d.Name, &d.Description, &d.ObjectKey, &d.SizeBytes, &d.SHA256,
+		&d.Format, &d.Schema, &d.Examples, &d.CreatedAt}, extra...)...)
+	d.CreatedAt = d.CreatedAt.UTC()
+	return d, err
+}
+
+// InsertDataset stores a validated dataset's metadata.
+func (s *Store) InsertDataset(ctx context.Context, d training.Dataset) (training.Dataset, error) {
+	err := s.db.QueryRow(ctx, `
+		INSERT INTO datasets (id, name, description, object_key, size_bytes, sha256, format, schema, examples, report)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		RETURNING created_at`,
+		d.ID, d.Name, d.Description, d.ObjectKey, d.SizeBytes, d.SHA256, d.Format, d.Schema, d.Examples, string(d.Report),
+	).Scan(&d.CreatedAt)
+	if err != nil {
+		return training.Dataset{}, fmt.Errorf("inserting dataset: %w", mapErr(err))
+	}
+	d.CreatedAt = d.CreatedAt.UTC()
+	return d, nil
+}
+
+// likePrefix escapes s for use as a LIKE prefix pattern.
+func likePrefix(s string) string {
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return r.Replace(strings.ToLower(s)) + "%"
+}
+
+// ListDatasets returns a page of datasets, newest first, optionally only
+// those whose name starts with namePrefix (case-insensitive), and the
+// cursor of the next page ("" on the last page).
+func (s *Store) ListDatasets(ctx context.Context, namePrefix string, page training.Page) ([]training.Dataset, string, error) {
+	var where []string
+	var args []any
+	if namePrefix != "" {
+		args = append(args, likePrefix(namePrefix))
+		where = append(where, fmt.Sprintf(`lower(name) LIKE $%d`, len(args)))
+	}
+	if page.After != nil {
+		args = append(args, page.After.CreatedAt, page.After.ID)
+		where = append(where, fmt.Sprintf(`(created_at, id) < ($%d, $%d::uuid)`, len(args)-1, len(args)))
+	}
+	q := `SELECT ` + datasetColumns + ` FROM datasets`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	args = append(args, page.Limit+1)
+	q += fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args))
+	rows, err := s.db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("listing datasets: %w", mapErr(err))
+	}
+	defer rows.Close()
+	out := []training.Dataset{}
+	for rows.Next() {
+		d, err := scanDataset(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("listing datasets: %w", mapErr(err))
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("listing datasets: %w", mapErr(err))
+	}
+	var next string
+	if len(out) > page.Limit {
+		out = out[:page.Limit]
+		last := out[len(out)-1]
+		next = training.Cursor{CreatedAt: last.CreatedAt, ID: last.ID}.Encode()
+	}
+	return out, next, nil
+}
+
+// GetDataset returns one dataset with its validation report.
+func (s *Store) GetDataset(ctx context.Context, id string) (training.Dataset, error) {
+	if !training.ValidID(id) {
+		return training.Dataset{}, fmt.Errorf("dataset %q: %w", id, problem.ErrNotFound)
+	}
+	var report string
+	d, err := scanDataset(s.db.QueryRow(ctx, `SELECT `+datasetColumns+`, report::text FROM datasets WHERE id = $1`, id), &report)
+	if err != nil {
+		return training.Dataset{}, fmt.Errorf("getting dataset: %w", mapErr(err))
+	}
+	d.Report = []byte(report)
+	return d, nil
+}
+
+// DeleteDataset deletes a dataset no unfinished job uses. The row lock
+// serialises it with job creation: the foreign key check of a concurrent
+// INSERT INTO jobs waits for this transaction and then fails, so no job can
+// start on a dataset being deleted.
+func (s *Store) DeleteDataset(ctx context.Context, id string) (training.Dataset, error) {
+	if !training.ValidID(id) {
+		return training.Dataset{}, fmt.Errorf("dataset %q: %w", id, problem.ErrNotFound)
+	}
+	var d training.Dataset
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		d, err = scanDataset(tx.db.QueryRow(ctx, `SELECT `+datasetColumns+` FROM datasets WHERE id = $1 FOR UPDATE`, id))
+		if err != nil {
+			return mapErr(err)
+		}
+		var busy bool
+		if err := tx.db.QueryRow(ctx, `
+			SELECT EXISTS (SELECT 1 FROM jobs WHERE dataset_id = $1 AND status = ANY($2))`,
+			id, unfinished()).Scan(&busy); err != nil {
+			return mapErr(err)
+		}
+		if busy {
+			return fmt.Errorf("dataset %s is used by an unfinished job: %w", id, problem.ErrConflict)
+		}
+		_, err = tx.db.Exec(ctx, `DELETE FROM datasets WHERE id = $1`, id)
+		return mapErr(err)
+	})
+	if err != nil {
+		return training.Dataset{}, fmt.Errorf("deleting dataset: %w", err)
+	}
+	return d, nil
+}
+
+func unfinished() []string {
+	var out []string
+	for _, st := range training.UnfinishedStatuses() {
+		out = append(out, string(st))
+	}
+	return out
+}

@@ -1,0 +1,244 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/finetune-studio/finetune-studio/app/internal/problem"
+	"github.com/finetune-studio/finetune-studio/app/internal/training"
+)
+
+const jobColumns = `id::text, coalesce(dataset_id::text, ''), base_model, hyperparameters::text, status, error,
+	kaggle_dataset_ref, kaggle_kernel_ref, kaggle_status, created_at, updated_at, started_at, finished_at`
+
+// jobTaskMaxAttempts bounds the failed (not rescheduled) runs of a job's
+// step task: transient errors the Kaggle client did not absorb itself.
+const jobTaskMaxAttempts = 10
+
+func scanJob(row scanner) (training.Job, error) {
+	var j training.Job
+	var hp, status string
+	err := row.Scan(&j.ID, &j.DatasetID, &j.BaseModel, &hp, &status, &j.Error,
+		&j.KaggleDataset, &j.KaggleKernel, &j.KaggleStatus, &j.CreatedAt, &j.UpdatedAt, &j.StartedAt, &j.FinishedAt)
+	if err != nil {
+		return j, err
+	}
+	j.Status = training.Status(status)
+	if err := json.Unmarshal([]byte(hp), &j.Hyperparameters); err != nil {
+		return j, fmt.Errorf("decoding hyperparameters of job %s: %w", j.ID, err)
+	}
+	j.CreatedAt, j.UpdatedAt = j.CreatedAt.UTC(), j.UpdatedAt.UTC()
+	if j.StartedAt != nil {
+		t := j.StartedAt.UTC()
+		j.StartedAt = &t
+	}
+	if j.FinishedAt != nil {
+		t := j.FinishedAt.UTC()
+		j.FinishedAt = &t
+	}
+	return j, nil
+}
+
+// InsertJob stores a queued job with its first event and enqueues the task
+// that runs it, all in one transaction: a job is never queued without a
+// worker task, nor a task left without its job.
+func (s *Store) InsertJob(ctx context.Context, j training.Job) (training.Job, error) {
+	hp, err := json.Marshal(j.Hyperparameters)
+	if err != nil {
+		return training.Job{}, fmt.Errorf("encoding hyperparameters: %w", err)
+	}
+	payload, err := json.Marshal(training.TaskPayload{JobID: j.ID})
+	if err != nil {
+		return training.Job{}, fmt.Errorf("encoding task payload: %w", err)
+	}
+	var out training.Job
+	err = s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		out, err = scanJob(tx.db.QueryRow(ctx, `
+			INSERT INTO jobs (id, dataset_id, base_model, hyperparameters, status)
+			VALUES ($1, $2, $3, $4, 'queued')
+			RETURNING `+jobColumns, j.ID, j.DatasetID, j.BaseModel, string(hp)))
+		if err != nil {
+			return mapErr(err)
+		}
+		if err := insertEvent(ctx, tx, j.ID, training.EventStatus, "", training.StatusQueued, "job created"); err != nil {
+			return err
+		}
+		_, _, err = tx.Enqueue(ctx, NewTask{Kind: training.TaskKind, Payload: payload, DedupeKey: j.ID, MaxAttempts: jobTaskMaxAttempts})
+		return err
+	})
+	if err != nil {
+		return training.Job{}, fmt.Errorf("inserting job: %w", err)
+	}
+	return out, nil
+}
+
+// ListJobs returns a page of jobs, newest first, optionally of one status.
+func (s *Store) ListJobs(ctx context.Context, status training.Status, page training.Page) ([]training.Job, string, error) {
+	// Two literal query shapes rather than one "$1 = '' OR status = $1":
+	// the planner then picks the (status, created_at, id) index for a
+	// filtered list and (created_at, id) for the whole one.
+	q := `SELECT ` + jobColumns + ` FROM jobs WHERE $1 = ''`
+	if status != "" {
+		q = `SELECT ` + jobColumns + ` FROM jobs WHERE status = $1`
+	}
+	args := []any{string(status), page.Limit + 1}
+	if page.After != nil {
+		q += ` AND (created_at, id) < ($3, $4::uuid)`
+		args = append(args, page.After.CreatedAt, page.After.ID)
+	}
+	q += ` ORDER BY created_at DESC, id DESC LIMIT $2`
+	rows, err := s.db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("listing jobs: %w", mapErr(err))
+	}
+	defer rows.Close()
+	out := []training.Job{}
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("listing jobs: %w", mapErr(err))
+		}
+		out = append(out, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("listing jobs: %w", mapErr(err))
+	}
+	var next string
+	if len(out) > page.Limit {
+		out = out[:page.Limit]
+		last := out[len(out)-1]
+		next = training.Cursor{CreatedAt: last.CreatedAt, ID: last.ID}.Encode()
+	}
+	return out, next, nil
+}
+
+// GetJob returns one job.
+func (s *Store) GetJob(ctx context.Context, id string) (training.Job, error) {
+	if !training.ValidID(id) {
+		return training.Job{}, fmt.Errorf("job %q: %w", id, problem.ErrNotFound)
+	}
+	j, err := scanJob(s.db.QueryRow(ctx, `SELECT `+jobColumns+` FROM jobs WHERE id = $1`, id))
+	if err != nil {
+		return training.Job{}, fmt.Errorf("getting job: %w", mapErr(err))
+	}
+	return j, nil
+}
+
+// updateJob is the one conditional UPDATE every job change goes through:
+// it applies only if the job is still in status from, so two writers (a
+// cancel and a worker) can never both win. It returns training.ErrStale
+// when the job is in another status, problem.ErrNotFound when it is gone.
+func updateJob(ctx context.Context, tx *Tx, id string, from, to training.Status, upd training.JobUpdate) (training.Job, error) {
+	j, err := scanJob(tx.db.QueryRow(ctx, `
+		UPDATE jobs SET
+			status = $3,
+			updated_at = now(),
+			started_at = CASE WHEN $3 = 'uploading' AND started_at IS NULL THEN now() ELSE started_at END,
+			finished_at = CASE WHEN $3 IN ('succeeded', 'failed', 'cancelled') THEN now() ELSE finished_at END,
+			error = coalesce($4, error),
+			kaggle_dataset_ref = coalesce($5, kaggle_dataset_ref),
+			kaggle_kernel_ref = coalesce($6, kaggle_kernel_ref),
+			kaggle_status = coalesce($7, kaggle_status)
+		WHERE id = $1 AND status = $2
+		RETURNING `+jobColumns,
+		id, string(from), string(to), upd.Error, upd.KaggleDataset, upd.KaggleKernel, upd.KaggleStatus))
+	if err == nil {
+		return j, nil
+	}
+	if err = mapErr(err); !isNotFound(err) {
+		return training.Job{}, err
+	}
+	var exists bool
+	if err := tx.db.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM jobs WHERE id = $1)`, id).Scan(&exists); err != nil {
+		return training.Job{}, mapErr(err)
+	}
+	if !exists {
+		return training.Job{}, fmt.Errorf("job %s: %w", id, problem.ErrNotFound)
+	}
+	return training.Job{}, fmt.Errorf("job %s is no longer %s: %w", id, from, training.ErrStale)
+}
+
+// Transition moves a job from one status to another if it is still in from,
+// and records the transition as an event, in one transaction.
+func (s *Store) Transition(ctx context.Context, id string, from, to training.Status, upd training.JobUpdate, message string) (training.Job, error) {
+	if !training.CanTransition(from, to) {
+		return training.Job{}, fmt.Errorf("job %s: transition %s -> %s is not allowed", id, from, to)
+	}
+	if !training.ValidID(id) {
+		return training.Job{}, fmt.Errorf("job %q: %w", id, problem.ErrNotFound)
+	}
+	var j training.Job
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		if j, err = updateJob(ctx, tx, id, from, to, upd); err != nil {
+			return err
+		}
+		return insertEvent(ctx, tx, id, training.EventStatus, from, to, message)
+	})
+	if err != nil {
+		return training.Job{}, fmt.Errorf("job transition %s -> %s: %w", from, to, err)
+	}
+	return j, nil
+}
+
+// UpdateJob changes fields of a job that is still in status, recording
+// message (when not empty) as an event of kind.
+func (s *Store) UpdateJob(ctx context.Context, id string, status training.Status, upd training.JobUpdate, kind training.EventKind, message string) (training.Job, error) {
+	if !training.ValidID(id) {
+		return training.Job{}, fmt.Errorf("job %q: %w", id, problem.ErrNotFound)
+	}
+	var j training.Job
+	err := s.InTx(ctx, func(tx *Tx) error {
+		var err error
+		if j, err = updateJob(ctx, tx, id, status, status, upd); err != nil {
+			return err
+		}
+		if message == "" {
+			return nil
+		}
+		return insertEvent(ctx, tx, id, kind, "", "", message)
+	})
+	if err != nil {
+		return training.Job{}, fmt.Errorf("updating job: %w", err)
+	}
+	return j, nil
+}
+
+// CompleteJob creates the model of a collecting job and marks the job
+// succeeded, in one transaction.
+func (s *Store) CompleteJob(ctx context.Context, m training.Model) (training.Model, error) {
+	files, err := json.Marshal(m.Files)
+	if err != nil {
+		return training.Model{}, fmt.Errorf("encoding model files: %w", err)
+	}
+	metrics := m.Metrics
+	if len(metrics) == 0 {
+		metrics = json.RawMessage(`{}`)
+	}
+	err = s.InTx(ctx, func(tx *Tx) error {
+		if _, err := updateJob(ctx, tx, m.JobID, training.StatusCollecting, training.StatusSucceeded, training.JobUpdate{}); err != nil {
+			return err
+		}
+		if err := tx.db.QueryRow(ctx, `
+			INSERT INTO models (id, job_id, base_model, prefix, files, metrics, size_bytes)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			RETURNING created_at`, m.ID, m.JobID, m.BaseModel, m.Prefix, string(files), string(metrics), m.SizeBytes,
+		).Scan(&m.CreatedAt); err != nil {
+			return mapErr(err)
+		}
+		return insertEvent(ctx, tx, m.JobID, training.EventStatus, training.StatusCollecting, training.StatusSucceeded,
+			fmt.Sprintf("model %s created with %d files", m.ID, len(m.Files)))
+	})
+	if err != nil {
+		if errors.Is(err, training.ErrStale) {
+			return training.Model{}, err
+		}
+		return training.Model{}, fmt.Errorf("completing job: %w", err)
+	}
+	m.CreatedAt = m.CreatedAt.UTC()
+	m.Metrics = metrics
+	return m, nil
+}

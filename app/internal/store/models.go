@@ -1,0 +1,87 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/finetune-studio/finetune-studio/app/internal/problem"
+	"github.com/finetune-studio/finetune-studio/app/internal/training"
+)
+
+const modelColumns = `id::text, job_id::text, base_model, prefix, files::text, metrics::text, size_bytes, created_at`
+
+func scanModel(row scanner) (training.Model, error) {
+	var m training.Model
+	var files, metrics string
+	if err := row.Scan(&m.ID, &m.JobID, &m.BaseModel, &m.Prefix, &files, &metrics, &m.SizeBytes, &m.CreatedAt); err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal([]byte(files), &m.Files); err != nil {
+		return m, fmt.Errorf("decoding files of model %s: %w", m.ID, err)
+	}
+	m.Metrics = json.RawMessage(metrics)
+	m.CreatedAt = m.CreatedAt.UTC()
+	return m, nil
+}
+
+// ListModels returns a page of models, newest first.
+func (s *Store) ListModels(ctx context.Context, page training.Page) ([]training.Model, string, error) {
+	q := `SELECT ` + modelColumns + ` FROM models`
+	args := []any{page.Limit + 1}
+	if page.After != nil {
+		q += ` WHERE (created_at, id) < ($2, $3::uuid)`
+		args = append(args, page.After.CreatedAt, page.After.ID)
+	}
+	q += ` ORDER BY created_at DESC, id DESC LIMIT $1`
+	rows, err := s.db.Query(ctx, q, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("listing models: %w", mapErr(err))
+	}
+	defer rows.Close()
+	out := []training.Model{}
+	for rows.Next() {
+		m, err := scanModel(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("listing models: %w", mapErr(err))
+		}
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("listing models: %w", mapErr(err))
+	}
+	var next string
+	if len(out) > page.Limit {
+		out = out[:page.Limit]
+		last := out[len(out)-1]
+		next = training.Cursor{CreatedAt: last.CreatedAt, ID: last.ID}.Encode()
+	}
+	return out, next, nil
+}
+
+// GetModel returns one model.
+func (s *Store) GetModel(ctx context.Context, id string) (training.Model, error) {
+	if !training.ValidID(id) {
+		return training.Model{}, fmt.Errorf("model %q: %w", id, problem.ErrNotFound)
+	}
+	m, err := scanModel(s.db.QueryRow(ctx, `SELECT `+modelColumns+` FROM models WHERE id = $1`, id))
+	if err != nil {
+		return training.Model{}, fmt.Errorf("getting model: %w", mapErr(err))
+	}
+	return m, nil
+}
+
+// DeleteModel deletes a model's row.
+func (s *Store) DeleteModel(ctx context.Context, id string) (training.Model, error) {
+	if !training.ValidID(id) {
+		return training.Model{}, fmt.Errorf("model %q: %w", id, problem.ErrNotFound)
+	}
+	m, err := scanModel(s.db.QueryRow(ctx, `DELETE FROM models WHERE id = $1 RETURNING `+modelColumns, id))
+	if err != nil {
+		return training.Model{}, fmt.Errorf("deleting model: %w", mapErr(err))
+	}
+	return m, nil
+}
+
+// The store is the domain's repository.
+var _ training.Repository = (*Store)(nil)

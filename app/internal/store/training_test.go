@@ -1,0 +1,362 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/finetune-studio/finetune-studio/app/internal/problem"
+	"github.com/finetune-studio/finetune-studio/app/internal/testenv"
+	"github.com/finetune-studio/finetune-studio/app/internal/training"
+)
+
+func openTestStore(t *testing.T) *Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := Open(ctx, Options{URL: testenv.NewDatabase(t), Migrate: true}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatalf("opening store: %v", err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func insertTestDataset(t *testing.T, s *Store, name string) training.Dataset {
+	t.Helper()
+	id := training.NewID()
+	d, err := s.InsertDataset(context.Background(), training.Dataset{
+		ID: id, Name: name, ObjectKey: "datasets/" + id, SizeBytes: 10,
+		SHA256: strings.Repeat("ab", 32), Format: "jsonl", Schema: "chat", Examples: 10,
+		Report: json.RawMessage(`{"valid":true}`),
+	})
+	if err != nil {
+		t.Fatalf("inserting dataset: %v", err)
+	}
+	return d
+}
+
+func insertTestJob(t *testing.T, s *Store, datasetID string) training.Job {
+	t.Helper()
+	j, err := s.InsertJob(context.Background(), training.Job{
+		ID: training.NewID(), DatasetID: datasetID, BaseModel: "m", Hyperparameters: training.DefaultHyperparameters(),
+	})
+	if err != nil {
+		t.Fatalf("inserting job: %v", err)
+	}
+	return j
+}
+
+func TestDatasetListPaginationAndNameFilter(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	want := map[string]bool{}
+	for i := range 25 {
+		d := insertTestDataset(t, s, fmt.Sprintf("set-%02d", i))
+		want[d.ID] = true
+	}
+	insertTestDataset(t, s, "50%_off")
+	insertTestDataset(t, s, "50 percent")
+
+	seen := map[string]bool{}
+	var prev *training.Dataset
+	page := training.Page{Limit: 10}
+	for pages := 0; ; pages++ {
+		if pages > 5 {
+			t.Fatal("pagination does not end")
+		}
+		got, next, err := s.ListDatasets(ctx, "SET-", page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range got {
+			if seen[d.ID] {
+				t.Fatalf("dataset %s listed twice", d.ID)
+			}
+			seen[d.ID] = true
+			if prev != nil && (d.CreatedAt.After(prev.CreatedAt) || d.CreatedAt.Equal(prev.CreatedAt) && d.ID > prev.ID) {
+				t.Fatalf("not newest first: %v after %v", d.CreatedAt, prev.CreatedAt)
+			}
+			prev = &d
+			if d.Report != nil {
+				t.Error("list rows carry the full report; want it left out")
+			}
+		}
+		if next == "" {
+			break
+		}
+		c, _, err := training.ParseCursor(next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page.After = &c
+	}
+	if len(seen) != len(want) {
+		t.Fatalf("listed %d datasets with prefix set-, want %d", len(seen), len(want))
+	}
+
+	// LIKE metacharacters in the filter are literal.
+	got, _, err := s.ListDatasets(ctx, "50%_", training.Page{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Name != "50%_off" {
+		t.Errorf("filter 50%%_ matched %v, want only 50%%_off", got)
+	}
+}
+
+func TestGetDatasetReturnsReportAndNotFound(t *testing.T) {
+	s := openTestStore(t)
+	d := insertTestDataset(t, s, "one")
+	got, err := s.GetDataset(context.Background(), d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Report) != `{"valid": true}` && string(got.Report) != `{"valid":true}` {
+		t.Errorf("report = %s", got.Report)
+	}
+	for _, id := range []string{training.NewID(), "not-a-uuid", ""} {
+		if _, err := s.GetDataset(context.Background(), id); !errors.Is(err, problem.ErrNotFound) {
+			t.Errorf("GetDataset(%q) = %v, want ErrNotFound", id, err)
+		}
+	}
+}
+
+func TestDeleteDatasetRefusedWhileAJobIsUnfinished(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	d := insertTestDataset(t, s, "busy")
+	j := insertTestJob(t, s, d.ID)
+	if _, err := s.DeleteDataset(ctx, d.ID); !errors.Is(err, problem.ErrConflict) {
+		t.Fatalf("deleting a dataset of a queued job: err = %v, want ErrConflict", err)
+	}
+	if _, err := s.Transition(ctx, j.ID, training.StatusQueued, training.StatusCancelled, training.JobUpdate{}, "cancel"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.DeleteDataset(ctx, d.ID); err != nil {
+		t.Fatalf("deleting a dataset whose jobs are finished: %v", err)
+	}
+	got, err := s.GetJob(ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.DatasetID != "" {
+		t.Errorf("finished job still points at deleted dataset %q", got.DatasetID)
+	}
+	if _, err := s.DeleteDataset(ctx, d.ID); !errors.Is(err, problem.ErrNotFound) {
+		t.Errorf("deleting twice: err = %v, want ErrNotFound", err)
+	}
+}
+
+func TestInsertJobEnqueuesItsTaskInTheSameTransaction(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	d := insertTestDataset(t, s, "ds")
+	j := insertTestJob(t, s, d.ID)
+	task, err := s.ClaimTask(ctx, []string{training.TaskKind}, time.Minute)
+	if err != nil || task == nil {
+		t.Fatalf("claiming the job's task: %v, %v", task, err)
+	}
+	var p training.TaskPayload
+	if err := json.Unmarshal(task.Payload, &p); err != nil || p.JobID != j.ID || task.DedupeKey != j.ID {
+		t.Errorf("task payload %s dedupe %q, want job %s", task.Payload, task.DedupeKey, j.ID)
+	}
+	evs, err := s.ListEvents(ctx, j.ID, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 1 || evs[0].Seq != 1 || evs[0].ToStatus != training.StatusQueued {
+		t.Errorf("events after insert = %+v, want one 'queued' event with seq 1", evs)
+	}
+
+	// A job on a dataset that does not exist is refused and leaves no task.
+	_, err = s.InsertJob(ctx, training.Job{ID: training.NewID(), DatasetID: training.NewID(), BaseModel: "m"})
+	if !errors.Is(err, problem.ErrConflict) {
+		t.Fatalf("job on a missing dataset: err = %v, want ErrConflict", err)
+	}
+	if task, err := s.ClaimTask(ctx, []string{training.TaskKind}, time.Minute); err != nil || task != nil {
+		t.Errorf("a task was left for the refused job: %+v, %v", task, err)
+	}
+}
+
+func TestTransitionIsConditionalAndRecordsEvents(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	j := insertTestJob(t, s, insertTestDataset(t, s, "ds").ID)
+
+	got, err := s.Transition(ctx, j.ID, training.StatusQueued, training.StatusUploading, training.JobUpdate{}, "started")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != training.StatusUploading || got.StartedAt == nil {
+		t.Errorf("after queued->uploading: status %s started_at %v", got.Status, got.StartedAt)
+	}
+	if _, err := s.Transition(ctx, j.ID, training.StatusQueued, training.StatusUploading, training.JobUpdate{}, "again"); !errors.Is(err, training.ErrStale) {
+		t.Errorf("repeating a transition: err = %v, want ErrStale", err)
+	}
+	if _, err := s.Transition(ctx, j.ID, training.StatusUploading, training.StatusSucceeded, training.JobUpdate{}, "skip"); err == nil {
+		t.Error("uploading->succeeded was accepted; the state machine forbids it")
+	}
+	if _, err := s.Transition(ctx, training.NewID(), training.StatusQueued, training.StatusUploading, training.JobUpdate{}, "x"); !errors.Is(err, problem.ErrNotFound) {
+		t.Errorf("transition of a missing job: err = %v, want ErrNotFound", err)
+	}
+	ref := "me/ds"
+	if _, err := s.UpdateJob(ctx, j.ID, training.StatusUploading, training.JobUpdate{KaggleDataset: &ref}, training.EventLog, "line 1\nline 2"); err != nil {
+		t.Fatal(err)
+	}
+	msg := "boom"
+	got, err = s.Transition(ctx, j.ID, training.StatusUploading, training.StatusFailed, training.JobUpdate{Error: &msg}, msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.FinishedAt == nil || got.Error != "boom" || got.KaggleDataset != "me/ds" {
+		t.Errorf("failed job = %+v", got)
+	}
+	evs, err := s.ListEvents(ctx, j.ID, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for i, e := range evs {
+		if e.Seq != int64(i+1) {
+			t.Errorf("event %d has seq %d", i, e.Seq)
+		}
+		kinds = append(kinds, string(e.Kind)+":"+string(e.ToStatus))
+	}
+	if want := "status:queued status:uploading log: status:failed"; strings.Join(kinds, " ") != want {
+		t.Errorf("events = %s, want %s", strings.Join(kinds, " "), want)
+	}
+	after, err := s.ListEvents(ctx, j.ID, 2, 100)
+	if err != nil || len(after) != 2 || after[0].Seq != 3 {
+		t.Errorf("events after seq 2 = %+v, %v", after, err)
+	}
+}
+
+// TestCancelRacingWorker runs a cancel against a worker's transition many
+// times: exactly one of them wins each time, and the event log agrees with
+// the final status.
+func TestCancelRacingWorker(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	d := insertTestDataset(t, s, "ds")
+	for i := range 20 {
+		j := insertTestJob(t, s, d.ID)
+		var wg sync.WaitGroup
+		var workerErr, cancelErr error
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, workerErr = s.Transition(ctx, j.ID, training.StatusQueued, training.StatusUploading, training.JobUpdate{}, "started")
+		}()
+		go func() {
+			defer wg.Done()
+			_, cancelErr = s.Transition(ctx, j.ID, training.StatusQueued, training.StatusCancelled, training.JobUpdate{}, "cancelled")
+		}()
+		wg.Wait()
+		if (workerErr == nil) == (cancelErr == nil) {
+			t.Fatalf("round %d: worker err %v, cancel err %v; want exactly one winner", i, workerErr, cancelErr)
+		}
+		loser := workerErr
+		if loser == nil {
+			loser = cancelErr
+		}
+		if !errors.Is(loser, training.ErrStale) {
+			t.Fatalf("round %d: loser's error = %v, want ErrStale", i, loser)
+		}
+		got, err := s.GetJob(ctx, j.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, err := s.ListEvents(ctx, j.ID, 0, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 2 || evs[1].ToStatus != got.Status {
+			t.Fatalf("round %d: status %s but events %+v", i, got.Status, evs)
+		}
+	}
+}
+
+func TestCompleteJobCreatesOneModel(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	j := insertTestJob(t, s, insertTestDataset(t, s, "ds").ID)
+	for _, st := range [][2]training.Status{
+		{training.StatusQueued, training.StatusUploading}, {training.StatusUploading, training.StatusSubmitted},
+		{training.StatusSubmitted, training.StatusCollecting},
+	} {
+		if _, err := s.Transition(ctx, j.ID, st[0], st[1], training.JobUpdate{}, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := training.Model{ID: training.NewID(), JobID: j.ID, BaseModel: "m", Prefix: "models/" + j.ID + "/",
+		Files: []training.ModelFile{{Name: "adapter.bin", SizeBytes: 5}}, Metrics: json.RawMessage(`{"loss":0.5}`), SizeBytes: 5}
+	if _, err := s.CompleteJob(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	again := m
+	again.ID = training.NewID()
+	if _, err := s.CompleteJob(ctx, again); !errors.Is(err, training.ErrStale) {
+		t.Errorf("completing twice: err = %v, want ErrStale", err)
+	}
+	got, err := s.GetModel(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Files) != 1 || got.Files[0].Name != "adapter.bin" || !strings.Contains(string(got.Metrics), "loss") {
+		t.Errorf("model = %+v", got)
+	}
+	list, next, err := s.ListModels(ctx, training.Page{Limit: 10})
+	if err != nil || len(list) != 1 || next != "" {
+		t.Errorf("ListModels = %d models, next %q, err %v", len(list), next, err)
+	}
+	if job, _ := s.GetJob(ctx, j.ID); job.Status != training.StatusSucceeded {
+		t.Errorf("job status = %s, want succeeded", job.Status)
+	}
+	if _, err := s.DeleteModel(ctx, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetModel(ctx, m.ID); !errors.Is(err, problem.ErrNotFound) {
+		t.Errorf("after delete: err = %v, want ErrNotFound", err)
+	}
+}
+
+func TestListJobsFiltersByStatus(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	d := insertTestDataset(t, s, "ds")
+	var cancelled []string
+	for i := range 12 {
+		j := insertTestJob(t, s, d.ID)
+		if i%3 == 0 {
+			if _, err := s.Transition(ctx, j.ID, training.StatusQueued, training.StatusCancelled, training.JobUpdate{}, ""); err != nil {
+				t.Fatal(err)
+			}
+			cancelled = append(cancelled, j.ID)
+		}
+	}
+	got, next, err := s.ListJobs(ctx, training.StatusCancelled, training.Page{Limit: 3})
+	if err != nil || len(got) != 3 || next == "" {
+		t.Fatalf("first page: %d jobs, next %q, err %v", len(got), next, err)
+	}
+	c, _, _ := training.ParseCursor(next)
+	rest, next, err := s.ListJobs(ctx, training.StatusCancelled, training.Page{Limit: 3, After: &c})
+	if err != nil || len(rest) != 1 || next != "" {
+		t.Fatalf("second page: %d jobs, next %q, err %v", len(rest), next, err)
+	}
+	for _, j := range append(got, rest...) {
+		if j.Status != training.StatusCancelled {
+			t.Errorf("status filter returned a %s job", j.Status)
+		}
+	}
+	all, _, err := s.ListJobs(ctx, "", training.Page{Limit: 100})
+	if err != nil || len(all) != 12 {
+		t.Errorf("unfiltered: %d jobs, err %v", len(all), err)
+	}
+}

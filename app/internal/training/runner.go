@@ -1,0 +1,450 @@
+package training
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
+)
+
+// Kaggle is the part of the Kaggle client the runner uses; *kaggle.Client
+// satisfies it.
+type Kaggle interface {
+	Username() string
+	UploadBlob(ctx context.Context, name string, size int64, body io.Reader) (string, error)
+	CreateDataset(ctx context.Context, d kaggle.NewDataset) (string, error)
+	DatasetStatus(ctx context.Context, owner, slug string) (string, error)
+	PushKernel(ctx context.Context, k kaggle.KernelPush) (kaggle.KernelRef, error)
+	KernelStatus(ctx context.Context, owner, slug string) (kaggle.KernelStatus, error)
+	KernelOutput(ctx context.Context, owner, slug string) (kaggle.KernelOutput, error)
+	Download(ctx context.Context, fileURL string) (io.ReadCloser, int64, error)
+}
+
+// NotebookSpec is what the notebook template needs to train one job.
+type NotebookSpec struct {
+	Job     Job
+	Dataset Dataset
+	// DatasetRef is the Kaggle dataset ("owner/slug") mounted under
+	// /kaggle/input/<slug>/, and DataFile the file's name in it.
+	DatasetRef string
+	DataFile   string
+}
+
+// RenderNotebook renders the training notebook (.ipynb JSON) for a job.
+type RenderNotebook func(NotebookSpec) (string, error)
+
+// RunnerConfig tunes the runner.
+type RunnerConfig struct {
+	// MaxRuntime fails a job still unfinished this long after it started.
+	MaxRuntime time.Duration
+	// PollInterval is the first delay between status polls; it grows with
+	// the time the job has waited, up to MaxPollInterval.
+	PollInterval    time.Duration
+	MaxPollInterval time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+}
+
+// Runner drives one job through Kaggle, one step at a time. Each call to
+// Step does what the job's persisted status says is next, so a restarted
+// process resumes where the job was: the Kaggle dataset and kernel
+// references are stored on the job row, and a kernel that was pushed is
+// only polled again, never pushed twice.
+type Runner struct {
+	repo    Repository
+	objects Objects
+	kaggle  Kaggle
+	render  RenderNotebook
+	cfg     RunnerConfig
+	log     *slog.Logger
+}
+
+// NewRunner returns a Runner.
+func NewRunner(repo Repository, objects Objects, k Kaggle, render RenderNotebook, cfg RunnerConfig, log *slog.Logger) *Runner {
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = 10 * time.Second
+	}
+	if cfg.MaxPollInterval < cfg.PollInterval {
+		cfg.MaxPollInterval = max(cfg.PollInterval, 2*time.Minute)
+	}
+	if cfg.MaxRuntime <= 0 {
+		cfg.MaxRuntime = 12 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Runner{repo: repo, objects: objects, kaggle: k, render: render, cfg: cfg, log: log}
+}
+
+// RetryError asks the caller to run the step again later. After is the
+// delay the backend asked for (zero: use the caller's own backoff).
+type RetryError struct {
+	After time.Duration
+	Err   error
+}
+
+func (e *RetryError) Error() string { return e.Err.Error() }
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// Step advances job id as far as it can without waiting. It returns the
+// delay after which it wants to be called again, or zero when the job is
+// finished (or gone). A *RetryError means a transient backend failure;
+// any other error is unexpected (storage, database) and worth a retry too.
+func (r *Runner) Step(ctx context.Context, id string) (time.Duration, error) {
+	for range 20 { // bounded: every pass either moves the job forward or returns
+		j, err := r.repo.GetJob(ctx, id)
+		if err != nil {
+			return 0, err
+		}
+		if j.Status.Terminal() {
+			return 0, nil
+		}
+		if j.StartedAt != nil && r.cfg.Now().Sub(*j.StartedAt) > r.cfg.MaxRuntime {
+			return 0, r.fail(ctx, j, fmt.Sprintf("timeout: the job ran longer than the maximum runtime of %s (JOB_MAX_RUNTIME)", r.cfg.MaxRuntime))
+		}
+		var wait time.Duration
+		switch j.Status {
+		case StatusQueued:
+			_, err = r.repo.Transition(ctx, j.ID, StatusQueued, StatusUploading, JobUpdate{}, "started")
+		case StatusUploading:
+			wait, err = r.upload(ctx, j)
+		case StatusSubmitted, StatusRunning:
+			wait, err = r.poll(ctx, j)
+		case StatusCollecting:
+			err = r.collect(ctx, j)
+		}
+		switch {
+		case errors.Is(err, ErrStale):
+			continue // someone else moved the job; look again
+		case err != nil:
+			return 0, r.classify(ctx, j, err)
+		case wait > 0:
+			return r.capToDeadline(j, wait), nil
+		}
+	}
+	return r.cfg.PollInterval, nil
+}
+
+// capToDeadline makes sure a job is looked at again right after its
+// runtime limit, so a timeout is noticed on time.
+func (r *Runner) capToDeadline(j Job, wait time.Duration) time.Duration {
+	if j.StartedAt == nil {
+		return wait
+	}
+	left := j.StartedAt.Add(r.cfg.MaxRuntime).Sub(r.cfg.Now()) + time.Second
+	if left > 0 && left < wait {
+		return left
+	}
+	return wait
+}
+
+// pollDelay grows with the time since the job started: quick feedback
+// early, fewer API calls during a long training run.
+func (r *Runner) pollDelay(j Job) time.Duration {
+	d := r.cfg.PollInterval
+	if j.StartedAt != nil {
+		d = max(d, r.cfg.Now().Sub(*j.StartedAt)/10)
+	}
+	return min(d, r.cfg.MaxPollInterval)
+}
+
+// slug is the Kaggle name of a job's dataset and kernel. It derives from
+// the job id only, so a step that crashed after Kaggle acted but before the
+// reference was saved finds its dataset or kernel again instead of
+// creating a second one.
+func slug(j Job) string { return "fts-job-" + strings.ReplaceAll(j.ID, "-", "") }
+
+func (r *Runner) upload(ctx context.Context, j Job) (time.Duration, error) {
+	owner, s := r.kaggle.Username(), slug(j)
+	if j.DatasetID == "" {
+		return 0, r.fail(ctx, j, "the job's dataset was deleted before training started")
+	}
+	ds, err := r.repo.GetDataset(ctx, j.DatasetID)
+	if err != nil {
+		return 0, err
+	}
+	if j.KaggleDataset == "" {
+		ref, err := r.createKaggleDataset(ctx, j, ds, owner, s)
+		if err != nil {
+			return 0, err
+		}
+		if j, err = r.repo.UpdateJob(ctx, j.ID, StatusUploading, JobUpdate{KaggleDataset: &ref}, EventLog, "uploaded the dataset to Kaggle as "+ref); err != nil {
+			return 0, err
+		}
+	}
+	dsOwner, dsSlug, _ := strings.Cut(j.KaggleDataset, "/")
+	status, err := r.kaggle.DatasetStatus(ctx, dsOwner, dsSlug)
+	if err != nil {
+		return 0, err
+	}
+	switch status {
+	case kaggle.DatasetReady:
+	case kaggle.DatasetFailed, kaggle.DatasetError:
+		return 0, r.fail(ctx, j, "Kaggle could not process the uploaded dataset (status "+status+")")
+	default:
+		return r.pollDelay(j), nil
+	}
+
+	// Pushed already? A kernel that exists under our slug was pushed by an
+	// earlier attempt that crashed before recording it: adopt it.
+	ref := owner + "/" + s
+	if _, err := r.kaggle.KernelStatus(ctx, owner, s); err == nil {
+		_, err = r.repo.Transition(ctx, j.ID, StatusUploading, StatusSubmitted, JobUpdate{KaggleKernel: &ref}, "found the kernel pushed by an earlier attempt: "+ref)
+		return 0, err
+	} else if !errors.Is(err, kaggle.ErrNotFound) {
+		return 0, err
+	}
+	text, err := r.render(NotebookSpec{Job: j, Dataset: ds, DatasetRef: j.KaggleDataset, DataFile: dataFileName(ds)})
+	if err != nil {
+		return 0, r.fail(ctx, j, "could not generate the training notebook: "+err.Error())
+	}
+	pushed, err := r.kaggle.PushKernel(ctx, kaggle.KernelPush{
+		Owner: owner, Slug: s, Title: s, Text: text,
+		Private: true, EnableGPU: true, EnableInternet: true,
+		DatasetSources: []string{j.KaggleDataset},
+	})
+	if err != nil {
+		return 0, err
+	}
+	if pushed.Ref != "" {
+		ref = pushed.Ref
+	}
+	_, err = r.repo.Transition(ctx, j.ID, StatusUploading, StatusSubmitted, JobUpdate{KaggleKernel: &ref}, "pushed the training kernel "+ref)
+	return 0, err
+}
+
+// dataFileName is the name the dataset file gets on Kaggle.
+func dataFileName(d Dataset) string {
+	if d.Format == "json_array" {
+		return "train.json"
+	}
+	return "train.jsonl"
+}
+
+func (r *Runner) createKaggleDataset(ctx context.Context, j Job, ds Dataset, owner, s string) (string, error) {
+	// An earlier attempt may have created it and crashed before saving the
+	// reference: Kaggle would refuse the slug, so adopt the dataset.
+	if _, err := r.kaggle.DatasetStatus(ctx, owner, s); err == nil {
+		return owner + "/" + s, nil
+	} else if !errors.Is(err, kaggle.ErrNotFound) {
+		return "", err
+	}
+	body, size, err := r.objects.Get(ctx, ds.ObjectKey)
+	if err != nil {
+		return "", fmt.Errorf("opening dataset object: %w", err)
+	}
+	defer body.Close()
+	name := dataFileName(ds)
+	token, err := r.kaggle.UploadBlob(ctx, name, size, body)
+	if err != nil {
+		return "", err
+	}
+	return r.kaggle.CreateDataset(ctx, kaggle.NewDataset{
+		Owner: owner, Slug: s, Title: "Finetune Studio job " + j.ID[:8], Private: true,
+		Files: []kaggle.UploadedFile{{Token: token, Name: name}},
+	})
+}
+
+func (r *Runner) poll(ctx context.Context, j Job) (time.Duration, error) {
+	owner, s, _ := strings.Cut(j.KaggleKernel, "/")
+	st, err := r.kaggle.KernelStatus(ctx, owner, s)
+	if err != nil {
+		return 0, err
+	}
+	if st.Status != j.KaggleStatus {
+		status := st.Status
+		if j, err = r.repo.UpdateJob(ctx, j.ID, j.Status, JobUpdate{KaggleStatus: &status}, EventKaggleStatus, "Kaggle kernel status: "+status); err != nil {
+			return 0, err
+		}
+	}
+	switch st.Status {
+	case kaggle.KernelRunning:
+		if j.Status == StatusSubmitted {
+			_, err = r.repo.Transition(ctx, j.ID, StatusSubmitted, StatusRunning, JobUpdate{}, "the kernel is running")
+		}
+		return r.pollDelay(j), err
+	case kaggle.KernelComplete:
+		_, err = r.repo.Transition(ctx, j.ID, j.Status, StatusCollecting, JobUpdate{}, "the kernel completed; collecting its output")
+		return 0, err
+	case kaggle.KernelError:
+		msg := strings.TrimSpace(st.FailureMessage)
+		if msg == "" {
+			msg = "no message given"
+		}
+		return 0, r.fail(ctx, j, "the Kaggle kernel failed: "+msg)
+	case kaggle.KernelCancelRequested, kaggle.KernelCancelAcknowledged:
+		return 0, r.fail(ctx, j, "the Kaggle kernel was cancelled on Kaggle")
+	}
+	return r.pollDelay(j), nil
+}
+
+// Output limits: a kernel's output is untrusted input.
+const (
+	maxMetricsBytes = 1 << 20
+	maxLogBytes     = 64 << 10
+	maxOutputFiles  = 200
+)
+
+func (r *Runner) collect(ctx context.Context, j Job) error {
+	owner, s, _ := strings.Cut(j.KaggleKernel, "/")
+	out, err := r.kaggle.KernelOutput(ctx, owner, s)
+	if err != nil {
+		return err
+	}
+	if len(out.Files) > maxOutputFiles {
+		return r.fail(ctx, j, fmt.Sprintf("the kernel wrote %d output files, more than the %d allowed", len(out.Files), maxOutputFiles))
+	}
+	if logText := kernelLog(out.Log); logText != "" {
+		if j, err = r.repo.UpdateJob(ctx, j.ID, StatusCollecting, JobUpdate{}, EventLog, logText); err != nil {
+			return err
+		}
+	}
+	prefix := "models/" + j.ID + "/"
+	metrics := json.RawMessage(`{}`)
+	for _, f := range out.Files {
+		name, ok := cleanOutputName(f.FileName)
+		if !ok {
+			r.log.Warn("skipping kernel output file with an unsafe name", "job_id", j.ID)
+			continue
+		}
+		var capture *cappedBuffer
+		if name == "metrics.json" {
+			capture = &cappedBuffer{limit: maxMetricsBytes}
+		}
+		if err := r.copyOutput(ctx, f, prefix+name, capture); err != nil {
+			return err
+		}
+		if capture != nil && !capture.overflow && json.Valid(capture.Bytes()) && bytes.HasPrefix(bytes.TrimSpace(capture.Bytes()), []byte("{")) {
+			metrics = json.RawMessage(bytes.TrimSpace(capture.Bytes()))
+		}
+	}
+	objs, err := r.objects.List(ctx, prefix)
+	if err != nil {
+		return fmt.Errorf("listing model objects: %w", err)
+	}
+	m := Model{ID: NewID(), JobID: j.ID, BaseModel: j.BaseModel, Prefix: prefix, Metrics: metrics, Files: []ModelFile{}}
+	for _, o := range objs {
+		m.Files = append(m.Files, ModelFile{Name: strings.TrimPrefix(o.Key, prefix), SizeBytes: o.Size})
+		m.SizeBytes += o.Size
+	}
+	if _, err := r.repo.CompleteJob(ctx, m); err != nil {
+		if errors.Is(err, ErrStale) {
+			// Cancelled while collecting: the files belong to nobody.
+			if rmErr := r.objects.RemovePrefix(ctx, prefix); rmErr != nil {
+				r.log.Error("removing output of a cancelled job failed", "job_id", j.ID, "error", rmErr)
+			}
+		}
+		return err
+	}
+	return nil
+}
+
+func (r *Runner) copyOutput(ctx context.Context, f kaggle.OutputFile, key string, capture *cappedBuffer) error {
+	body, size, err := r.kaggle.Download(ctx, f.URL)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	var src io.Reader = body
+	if capture != nil {
+		src = io.TeeReader(body, capture)
+	}
+	if err := r.objects.Put(ctx, key, src, size, "application/octet-stream"); err != nil {
+		return fmt.Errorf("storing kernel output: %w", err)
+	}
+	return nil
+}
+
+// cleanOutputName accepts relative slash-separated names that stay inside
+// the model's prefix.
+func cleanOutputName(name string) (string, bool) {
+	if name == "" || strings.HasPrefix(name, "/") || strings.ContainsAny(name, "\\\x00") {
+		return "", false
+	}
+	c := path.Clean(name)
+	if c != name || c == "." || c == ".." || strings.HasPrefix(c, "../") || len(c) > 512 {
+		return "", false
+	}
+	return c, true
+}
+
+// kernelLog turns Kaggle's log (a JSON array of {"stream_name","time","data"})
+// into plain text, capped. Anything unparseable is kept as is.
+func kernelLog(raw string) string {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return ""
+	}
+	var entries []struct {
+		Data string `json:"data"`
+	}
+	text := raw
+	if json.Unmarshal([]byte(raw), &entries) == nil {
+		var b strings.Builder
+		for _, e := range entries {
+			b.WriteString(e.Data)
+		}
+		text = b.String()
+	}
+	text = strings.TrimRight(text, "\n")
+	if len(text) > maxLogBytes {
+		text = "…" + text[len(text)-maxLogBytes:]
+	}
+	return strings.ToValidUTF8(text, "�")
+}
+
+type cappedBuffer struct {
+	bytes.Buffer
+	limit    int
+	overflow bool
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if c.Len()+len(p) > c.limit {
+		c.overflow = true
+		return len(p), nil
+	}
+	return c.Buffer.Write(p)
+}
+
+// fail moves an unfinished job to failed with a message for the user.
+func (r *Runner) fail(ctx context.Context, j Job, message string) error {
+	for {
+		_, err := r.repo.Transition(ctx, j.ID, j.Status, StatusFailed, JobUpdate{Error: &message}, message)
+		if !errors.Is(err, ErrStale) {
+			return err
+		}
+		if j, err = r.repo.GetJob(ctx, j.ID); err != nil {
+			return err
+		}
+		if j.Status.Terminal() {
+			return nil
+		}
+	}
+}
+
+// classify decides what a failed step means for the job: credentials and
+// rejected requests fail it now; rate limits and server errors are retried
+// (after the server's Retry-After when it gave one).
+func (r *Runner) classify(ctx context.Context, j Job, err error) error {
+	switch {
+	case errors.Is(err, kaggle.ErrUnauthorized):
+		return r.fail(ctx, j, "Kaggle refused the credentials (HTTP 401/403): check KAGGLE_USERNAME and KAGGLE_KEY or KAGGLE_API_TOKEN")
+	case errors.Is(err, kaggle.ErrNotConfigured):
+		return r.fail(ctx, j, "training backend not configured: Kaggle credentials are missing")
+	case errors.Is(err, kaggle.ErrRejected), errors.Is(err, kaggle.ErrNotFound):
+		return r.fail(ctx, j, "Kaggle rejected a request: "+err.Error())
+	}
+	if ok, after := kaggle.Retryable(err); ok {
+		return &RetryError{After: after, Err: err}
+	}
+	return err
+}
