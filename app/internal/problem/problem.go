@@ -114,6 +114,9 @@ func (e *Error) WithDetails(details ...Detail) *Error {
 var (
 	ErrNotFound = errors.New("not found")
 	ErrConflict = errors.New("conflict")
+	// ErrUnavailable marks a dependency that is down or overloaded (the
+	// database, object storage): the client may retry later.
+	ErrUnavailable = errors.New("unavailable")
 )
 
 // From turns any error into an *Error. Known sentinels map to their codes;
@@ -129,6 +132,8 @@ func From(err error) *Error {
 		return Wrap(err, CodeNotFound, "resource not found")
 	case errors.Is(err, ErrConflict):
 		return Wrap(err, CodeConflict, "the request conflicts with the resource's current state")
+	case errors.Is(err, ErrUnavailable):
+		return Wrap(err, CodeUnavailable, "a backing service is temporarily unavailable; retry later")
 	default:
 		return Wrap(err, CodeInternal, "internal error")
 	}

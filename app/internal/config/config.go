@@ -1,0 +1,560 @@
+// Package config is the application's one configuration struct, parsed once
+// from the environment and validated before anything starts.
+//
+// Every variable can also be given as NAME_FILE, the path of a file holding
+// the value (Docker secrets). A .env file may supply defaults; the real
+// environment always wins. Parsing never stops at the first problem: every
+// problem is collected so an operator fixes them all in one go.
+//
+// No secret has a default: DATABASE_URL, S3_ACCESS_KEY and S3_SECRET_KEY must
+// be given, and the Kaggle credentials are optional.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-envparse"
+)
+
+// Environments.
+const (
+	Development = "development"
+	Production  = "production"
+)
+
+// Config is everything the app reads from its environment.
+type Config struct {
+	Env      string
+	LogLevel slog.Level
+	HTTP     HTTP
+	DB       DB
+	S3       S3
+	Worker   Worker
+	Kaggle   Kaggle
+	Training Training
+}
+
+// HTTP configures the API and metrics listeners.
+type HTTP struct {
+	Addr            string
+	MetricsAddr     string
+	ShutdownTimeout time.Duration
+	DrainDelay      time.Duration
+	StartupTimeout  time.Duration
+	MaxBodyBytes    int64
+	MaxUploadBytes  int64
+	TrustedProxies  []netip.Prefix
+}
+
+// DB configures the Postgres pool.
+type DB struct {
+	URL              string // secret: may carry a password
+	MaxConns         int32
+	ConnectTimeout   time.Duration
+	StatementTimeout time.Duration
+}
+
+// S3 configures object storage.
+type S3 struct {
+	Endpoint      string // host[:port], no scheme
+	AccessKey     string // secret
+	SecretKey     string // secret
+	UseTLS        bool
+	CAFile        string
+	Region        string
+	Bucket        string
+	PublicURL     *url.URL // host used in presigned URLs
+	PresignExpiry time.Duration
+}
+
+// Worker configures the task pool.
+type Worker struct {
+	Concurrency   int
+	LeaseDuration time.Duration
+	MaxAttempts   int
+	PollInterval  time.Duration
+}
+
+// Kaggle holds optional credentials; without them the app starts and the
+// training endpoints answer 503.
+type Kaggle struct {
+	Username string
+	Key      string // secret
+	APIToken string // secret
+	APIURL   *url.URL
+}
+
+// Configured reports whether any usable credential is present.
+func (k Kaggle) Configured() bool {
+	return k.APIToken != "" || (k.Username != "" && k.Key != "")
+}
+
+// Training limits what users may ask for.
+type Training struct {
+	MaxRuntime time.Duration
+	BaseModels []string
+}
+
+// Production reports whether the strict production rules apply.
+func (c Config) Production() bool { return c.Env == Production }
+
+// Problem is one thing wrong with one variable.
+type Problem struct {
+	Var    string
+	Reason string
+}
+
+// Problems is every problem found; it is an error when non-empty.
+type Problems []Problem
+
+func (p Problems) Error() string {
+	var b strings.Builder
+	for i, pr := range p {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		fmt.Fprintf(&b, "%s: %s", pr.Var, pr.Reason)
+	}
+	return b.String()
+}
+
+// DefaultBaseModels is the allow-list used when TRAINING_BASE_MODELS is unset:
+// small instruction models that fit a LoRA run on a free Kaggle GPU.
+const DefaultBaseModels = "Qwen/Qwen2.5-0.5B-Instruct,Qwen/Qwen2.5-1.5B-Instruct," +
+	"HuggingFaceTB/SmolLM2-360M-Instruct,HuggingFaceTB/SmolLM2-1.7B-Instruct," +
+	"meta-llama/Llama-3.2-1B-Instruct,google/gemma-2-2b-it"
+
+// Load reads the process environment, with defaults from dotenvPath when that
+// file exists ("" skips it). On problems it returns the partly filled Config
+// and a Problems error.
+func Load(environ []string, dotenvPath string) (Config, error) {
+	env := make(map[string]string, len(environ))
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	var dotenv map[string]string
+	if dotenvPath != "" {
+		b, err := os.ReadFile(dotenvPath)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+		case err != nil:
+			return Config{}, Problems{{Var: dotenvPath, Reason: "cannot read: " + err.Error()}}
+		default:
+			dotenv, err = envparse.Parse(bytes.NewReader(b))
+			if err != nil {
+				return Config{}, Problems{{Var: dotenvPath, Reason: "malformed: " + err.Error()}}
+			}
+		}
+	}
+	return Parse(env, dotenv)
+}
+
+// Parse builds a Config from env (which wins) and dotenv (defaults).
+func Parse(env, dotenv map[string]string) (Config, error) {
+	p := &parser{env: env, dotenv: dotenv, readFile: os.ReadFile}
+	c := p.parse()
+	if len(p.problems) > 0 {
+		return c, p.problems
+	}
+	return c, nil
+}
+
+// Variables lists every variable the app reads, in parse order. It is
+// derived from the parser itself, so documentation tests cannot drift.
+func Variables() []string {
+	p := &parser{readFile: os.ReadFile}
+	p.parse()
+	return p.names
+}
+
+// Advisories are problems that do not stop the server but that `app config
+// check` reports, such as missing Kaggle credentials in production.
+func (c Config) Advisories() Problems {
+	var out Problems
+	if c.Production() && !c.Kaggle.Configured() {
+		out = append(out, Problem{"KAGGLE_API_TOKEN", "missing: set KAGGLE_API_TOKEN, or KAGGLE_USERNAME and KAGGLE_KEY, or training requests answer 503"})
+	}
+	return out
+}
+
+type parser struct {
+	env, dotenv map[string]string
+	readFile    func(string) ([]byte, error)
+	problems    Problems
+	names       []string
+}
+
+func (p *parser) add(name, format string, args ...any) {
+	p.problems = append(p.problems, Problem{Var: name, Reason: fmt.Sprintf(format, args...)})
+}
+
+// lookup returns the value of name from NAME or NAME_FILE. The real
+// environment is consulted first, as a whole, so a NAME_FILE in the
+// environment overrides a NAME in the .env file.
+func (p *parser) lookup(name string) (string, bool) {
+	p.names = append(p.names, name)
+	for _, src := range []map[string]string{p.env, p.dotenv} {
+		v, hasV := src[name]
+		f, hasF := src[name+"_FILE"]
+		switch {
+		case hasV && hasF:
+			p.add(name, "both %s and %s_FILE are set; set only one", name, name)
+			return "", false
+		case hasF:
+			b, err := p.readFile(f)
+			if err != nil {
+				p.add(name+"_FILE", "cannot read the file it names: %v", unwrapPathError(err))
+				return "", false
+			}
+			return strings.TrimRight(string(b), "\r\n"), true
+		case hasV:
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// unwrapPathError keeps the OS reason ("no such file or directory").
+func unwrapPathError(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func (p *parser) str(name, def string) string {
+	v, ok := p.lookup(name)
+	if !ok || v == "" {
+		return def
+	}
+	return v
+}
+
+func (p *parser) required(name string) string {
+	v, ok := p.lookup(name)
+	if !ok || strings.TrimSpace(v) == "" {
+		p.add(name, "missing: it is required")
+		return ""
+	}
+	return v
+}
+
+func (p *parser) duration(name string, def, lo, hi time.Duration) time.Duration {
+	v, ok := p.lookup(name)
+	if !ok || v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		p.add(name, "malformed: %q is not a duration (examples: 500ms, 30s, 5m)", v)
+		return def
+	}
+	if d < lo || d > hi {
+		p.add(name, "out of range: %s is not between %s and %s", d, lo, hi)
+		return def
+	}
+	return d
+}
+
+func (p *parser) integer(name string, def, lo, hi int64) int64 {
+	v, ok := p.lookup(name)
+	if !ok || v == "" {
+		return def
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil {
+		p.add(name, "malformed: %q is not an integer", v)
+		return def
+	}
+	if n < lo || n > hi {
+		p.add(name, "out of range: %d is not between %d and %d", n, lo, hi)
+		return def
+	}
+	return n
+}
+
+func (p *parser) boolean(name string, def bool) bool {
+	v, ok := p.lookup(name)
+	if !ok || v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.add(name, "malformed: %q is not a boolean (true or false)", v)
+		return def
+	}
+	return b
+}
+
+func (p *parser) httpURL(name, def string) *url.URL {
+	v := p.str(name, def)
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.add(name, "malformed: want an absolute http(s) URL like https://host/path")
+		return nil
+	}
+	return u
+}
+
+const (
+	kib = 1 << 10
+	mib = 1 << 20
+	gib = 1 << 30
+)
+
+var hfModelIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+func (p *parser) parse() Config {
+	var c Config
+	c.Env = p.str("APP_ENV", Development)
+	if c.Env != Development && c.Env != Production {
+		p.add("APP_ENV", "malformed: %q is neither development nor production", c.Env)
+	}
+	switch lvl := strings.ToLower(p.str("LOG_LEVEL", "info")); lvl {
+	case "debug":
+		c.LogLevel = slog.LevelDebug
+	case "info":
+		c.LogLevel = slog.LevelInfo
+	case "warn":
+		c.LogLevel = slog.LevelWarn
+	case "error":
+		c.LogLevel = slog.LevelError
+	default:
+		p.add("LOG_LEVEL", "malformed: %q is not one of debug, info, warn, error", lvl)
+	}
+
+	c.HTTP.Addr = p.listenAddr("APP_ADDR", ":8080")
+	c.HTTP.MetricsAddr = p.listenAddr("APP_METRICS_ADDR", ":9090")
+	if c.HTTP.Addr != "" && c.HTTP.Addr == c.HTTP.MetricsAddr {
+		p.add("APP_METRICS_ADDR", "conflict: same address as APP_ADDR; metrics need their own internal listener")
+	}
+	c.HTTP.ShutdownTimeout = p.duration("APP_SHUTDOWN_TIMEOUT", 30*time.Second, time.Second, 10*time.Minute)
+	c.HTTP.DrainDelay = p.duration("APP_DRAIN_DELAY", 3*time.Second, 0, time.Minute)
+	c.HTTP.StartupTimeout = p.duration("APP_STARTUP_TIMEOUT", 60*time.Second, time.Second, 10*time.Minute)
+	c.HTTP.MaxBodyBytes = p.integer("APP_MAX_BODY_BYTES", 1*mib, 1*kib, 64*mib)
+	c.HTTP.MaxUploadBytes = p.integer("APP_MAX_UPLOAD_BYTES", 100*mib, 1*kib, 50*gib)
+	c.HTTP.TrustedProxies = p.prefixes("APP_TRUSTED_PROXIES")
+
+	c.DB.URL = p.required("DATABASE_URL")
+	c.DB.MaxConns = int32(p.integer("DB_MAX_CONNS", 10, 2, 1000))
+	c.DB.ConnectTimeout = p.duration("DB_CONNECT_TIMEOUT", 5*time.Second, 100*time.Millisecond, 5*time.Minute)
+	c.DB.StatementTimeout = p.duration("DB_STATEMENT_TIMEOUT", 30*time.Second, 100*time.Millisecond, time.Hour)
+	dbSSL, dbPassword := p.databaseURL(c.DB.URL)
+
+	c.S3.Endpoint = p.required("S3_ENDPOINT")
+	if strings.Contains(c.S3.Endpoint, "://") || strings.Contains(c.S3.Endpoint, "/") {
+		p.add("S3_ENDPOINT", "malformed: want host:port without a scheme or path (use S3_USE_TLS for https)")
+	}
+	c.S3.AccessKey = p.required("S3_ACCESS_KEY")
+	c.S3.SecretKey = p.required("S3_SECRET_KEY")
+	c.S3.UseTLS = p.boolean("S3_USE_TLS", true)
+	c.S3.CAFile = p.str("S3_CA_FILE", "")
+	if c.S3.CAFile != "" {
+		if _, err := p.readFile(c.S3.CAFile); err != nil {
+			p.add("S3_CA_FILE", "cannot read: %v", unwrapPathError(err))
+		}
+	}
+	c.S3.Region = p.str("S3_REGION", "us-east-1")
+	c.S3.Bucket = p.str("S3_BUCKET", "finetune-studio")
+	if !validBucket(c.S3.Bucket) {
+		p.add("S3_BUCKET", "malformed: %q is not a valid bucket name (3-63 lower-case letters, digits, dots, hyphens)", c.S3.Bucket)
+	}
+	c.S3.PublicURL = p.httpURL("S3_PUBLIC_URL", "")
+	if c.S3.PublicURL == nil && c.S3.Endpoint != "" {
+		scheme := "http"
+		if c.S3.UseTLS {
+			scheme = "https"
+		}
+		c.S3.PublicURL = &url.URL{Scheme: scheme, Host: c.S3.Endpoint}
+	}
+	c.S3.PresignExpiry = p.duration("PRESIGN_EXPIRY", 15*time.Minute, 10*time.Second, 7*24*time.Hour)
+
+	c.Worker.Concurrency = int(p.integer("WORKER_CONCURRENCY", 4, 0, 256))
+	c.Worker.LeaseDuration = p.duration("WORKER_LEASE_DURATION", 30*time.Second, time.Second, time.Hour)
+	c.Worker.MaxAttempts = int(p.integer("WORKER_MAX_ATTEMPTS", 8, 1, 100))
+	c.Worker.PollInterval = p.duration("WORKER_POLL_INTERVAL", time.Second, 10*time.Millisecond, time.Minute)
+
+	c.Kaggle.Username = p.str("KAGGLE_USERNAME", "")
+	c.Kaggle.Key = p.str("KAGGLE_KEY", "")
+	c.Kaggle.APIToken = p.str("KAGGLE_API_TOKEN", "")
+	c.Kaggle.APIURL = p.httpURL("KAGGLE_API_URL", "https://www.kaggle.com/api/v1")
+	if (c.Kaggle.Username == "") != (c.Kaggle.Key == "") {
+		p.add("KAGGLE_KEY", "incomplete: KAGGLE_USERNAME and KAGGLE_KEY go together")
+	}
+
+	c.Training.MaxRuntime = p.duration("JOB_MAX_RUNTIME", 12*time.Hour, time.Minute, 7*24*time.Hour)
+	for _, m := range strings.Split(p.str("TRAINING_BASE_MODELS", DefaultBaseModels), ",") {
+		m = strings.TrimSpace(m)
+		if m == "" {
+			continue
+		}
+		if !hfModelIDMatch(m) {
+			p.add("TRAINING_BASE_MODELS", "malformed: %q is not a model id like owner/name", m)
+			continue
+		}
+		c.Training.BaseModels = append(c.Training.BaseModels, m)
+	}
+	if len(c.Training.BaseModels) == 0 {
+		p.add("TRAINING_BASE_MODELS", "empty: list at least one base model")
+	}
+
+	if c.Production() {
+		p.production(c, dbSSL, dbPassword)
+	}
+	return c
+}
+
+func hfModelIDMatch(s string) bool { return hfModelIDRe.MatchString(s) }
+
+// production applies the rules that make an insecure deployment refuse to
+// start rather than run quietly exposed.
+func (p *parser) production(c Config, dbSSL, dbPassword string) {
+	if c.LogLevel < slog.LevelInfo {
+		p.add("LOG_LEVEL", "insecure: debug logging is refused in production")
+	}
+	if c.DB.URL != "" && dbSSL != "verify-full" && dbSSL != "verify-ca" {
+		p.add("DATABASE_URL", "insecure: production requires sslmode=verify-full (or verify-ca)")
+	}
+	if dbPassword != "" && weakSecret(dbPassword) {
+		p.add("DATABASE_URL", "insecure: the password is a default or shorter than 16 characters")
+	}
+	if !c.S3.UseTLS {
+		p.add("S3_USE_TLS", "insecure: production requires TLS to object storage")
+	}
+	if c.S3.AccessKey != "" && (isDefaultCredential(c.S3.AccessKey) || len(c.S3.AccessKey) < 8) {
+		p.add("S3_ACCESS_KEY", "insecure: a default or shorter than 8 characters")
+	}
+	if c.S3.SecretKey != "" && weakSecret(c.S3.SecretKey) {
+		p.add("S3_SECRET_KEY", "insecure: a default or shorter than 16 characters")
+	}
+	if c.S3.PublicURL != nil && c.S3.PublicURL.Scheme != "https" {
+		p.add("S3_PUBLIC_URL", "insecure: presigned download URLs must use https in production")
+	}
+	if c.Kaggle.APIURL != nil && c.Kaggle.APIURL.Scheme != "https" {
+		p.add("KAGGLE_API_URL", "insecure: credentials would travel in clear text; use https")
+	}
+	for _, pr := range c.HTTP.TrustedProxies {
+		if pr.Bits() == 0 {
+			p.add("APP_TRUSTED_PROXIES", "insecure: %s trusts every address, so any client could forge its IP", pr)
+		}
+	}
+}
+
+var defaultCredentials = []string{"minioadmin", "minio", "admin", "password", "postgres", "secret", "changeme", "root", "test"}
+
+func isDefaultCredential(s string) bool {
+	for _, d := range defaultCredentials {
+		if strings.EqualFold(s, d) {
+			return true
+		}
+	}
+	return false
+}
+
+func weakSecret(s string) bool { return isDefaultCredential(s) || len(s) < 16 }
+
+func (p *parser) listenAddr(name, def string) string {
+	v := p.str(name, def)
+	_, port, err := net.SplitHostPort(v)
+	if err != nil {
+		p.add(name, "malformed: %q is not host:port or :port", v)
+		return v
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		p.add(name, "out of range: port %q is not 0-65535", port)
+	}
+	return v
+}
+
+func (p *parser) prefixes(name string) []netip.Prefix {
+	var out []netip.Prefix
+	v := p.str(name, "")
+	for _, s := range strings.Split(v, ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if s == "*" {
+			p.add(name, "malformed: a wildcard is not accepted; list CIDRs such as 10.0.0.0/8")
+			continue
+		}
+		if !strings.Contains(s, "/") {
+			if a, err := netip.ParseAddr(s); err == nil {
+				out = append(out, netip.PrefixFrom(a, a.BitLen()))
+				continue
+			}
+		}
+		pr, err := netip.ParsePrefix(s)
+		if err != nil {
+			p.add(name, "malformed: %q is not an IP address or CIDR", s)
+			continue
+		}
+		out = append(out, pr.Masked())
+	}
+	return out
+}
+
+// databaseURL checks DATABASE_URL's form and returns its sslmode and
+// password for the production rules. It never echoes the value: it may hold
+// a password.
+func (p *parser) databaseURL(v string) (sslmode, password string) {
+	if v == "" {
+		return "", ""
+	}
+	if strings.HasPrefix(v, "postgres://") || strings.HasPrefix(v, "postgresql://") {
+		u, err := url.Parse(v)
+		if err != nil || u.Host == "" {
+			p.add("DATABASE_URL", "malformed: want postgres://user:password@host:port/db?sslmode=verify-full")
+			return "", ""
+		}
+		pw, _ := u.User.Password()
+		return u.Query().Get("sslmode"), pw
+	}
+	// Keyword/value form: host=... sslmode=...
+	fields := strings.Fields(v)
+	if len(fields) == 0 || !strings.Contains(fields[0], "=") {
+		p.add("DATABASE_URL", "malformed: want a postgres:// URL or key=value pairs")
+		return "", ""
+	}
+	for _, f := range fields {
+		k, val, _ := strings.Cut(f, "=")
+		switch k {
+		case "sslmode":
+			sslmode = strings.Trim(val, "'")
+		case "password":
+			password = strings.Trim(val, "'")
+		}
+	}
+	return sslmode, password
+}
+
+func validBucket(s string) bool {
+	if len(s) < 3 || len(s) > 63 {
+		return false
+	}
+	for i, r := range s {
+		ok := r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || ((r == '-' || r == '.') && i > 0 && i < len(s)-1)
+		if !ok {
+			return false
+		}
+	}
+	return true
+}

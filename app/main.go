@@ -1,0 +1,114 @@
+// Command app is Finetune Studio's API server and its operator commands:
+//
+//	app [serve]                 run the API, the worker pool and the metrics listener
+//	app migrate up|status       apply or list database migrations
+//	app config check            validate the environment; exit 2 on any problem
+//	app token create --name N   mint an API token and print it once
+//	app healthcheck             exit 0 only if the local /readyz passes
+//
+// Configuration comes from the environment (see docs/configuration.md).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+)
+
+// Set at build time with -ldflags "-X main.version=... -X main.revision=...".
+var (
+	version  = "dev"
+	revision = "unknown"
+)
+
+func main() {
+	level := new(slog.LevelVar)
+	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
+	err := run(context.Background(), os.Args[1:], os.Environ(), os.Stdout, os.Stderr, log, level)
+	if err != nil {
+		var ee *exitError
+		if errors.As(err, &ee) {
+			if ee.msg != "" {
+				fmt.Fprintln(os.Stderr, ee.msg)
+			}
+			os.Exit(ee.code)
+		}
+		log.Error("app failed", "error", err.Error())
+		os.Exit(1)
+	}
+}
+
+// exitError carries a specific exit status (2 for configuration problems
+// and usage errors).
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func usageError(format string, args ...any) error {
+	return &exitError{code: 2, msg: fmt.Sprintf(format, args...) + "\n" + usage}
+}
+
+const usage = `usage: app [serve]
+       app migrate up|status
+       app config check
+       app token create --name NAME
+       app healthcheck`
+
+// run dispatches a subcommand. Output meant for people goes to stdout and
+// stderr; logs go to log.
+func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, log *slog.Logger, level *slog.LevelVar) error {
+	cmd := "serve"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		if len(args) != 0 {
+			return usageError("serve takes no arguments")
+		}
+		cfg, err := loadConfig(environ, stderr)
+		if err != nil {
+			return err
+		}
+		level.Set(cfg.LogLevel)
+		return serve(ctx, cfg, log)
+	case "migrate":
+		if len(args) != 1 || (args[0] != "up" && args[0] != "status") {
+			return usageError("migrate needs one of: up, status")
+		}
+		cfg, err := loadConfig(environ, stderr)
+		if err != nil {
+			return err
+		}
+		level.Set(cfg.LogLevel)
+		return migrate(ctx, cfg, args[0], stdout, log)
+	case "config":
+		if len(args) != 1 || args[0] != "check" {
+			return usageError("config needs: check")
+		}
+		return configCheck(environ, stdout, stderr)
+	case "token":
+		name, err := tokenArgs(args)
+		if err != nil {
+			return err
+		}
+		cfg, err := loadConfig(environ, stderr)
+		if err != nil {
+			return err
+		}
+		level.Set(cfg.LogLevel)
+		return createToken(ctx, cfg, name, stdout, log)
+	case "healthcheck":
+		return healthcheck(ctx, environ)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	return usageError("unknown command %q", cmd)
+}

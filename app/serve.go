@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/finetune-studio/finetune-studio/app/internal/api"
+	"github.com/finetune-studio/finetune-studio/app/internal/auth"
+	"github.com/finetune-studio/finetune-studio/app/internal/blob"
+	"github.com/finetune-studio/finetune-studio/app/internal/config"
+	"github.com/finetune-studio/finetune-studio/app/internal/health"
+	"github.com/finetune-studio/finetune-studio/app/internal/metrics"
+	"github.com/finetune-studio/finetune-studio/app/internal/store"
+	"github.com/finetune-studio/finetune-studio/app/internal/worker"
+)
+
+// HTTP server timeouts. Streaming and upload routes lift the read and write
+// deadlines per request (api.NoDeadlines); everything else must finish in
+// these bounds, so a slow client cannot hold a connection forever.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 60 * time.Second
+	writeTimeout      = 60 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
+
+// serve wires config → stores → worker pool → API → listeners, then waits
+// for SIGINT/SIGTERM and shuts down in order.
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	started := time.Now()
+	sigCtx, stopSignals := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stopSignals()
+	log.Info("app starting", "version", version, "revision", revision, "env", cfg.Env)
+
+	startCtx, cancelStart := context.WithTimeout(sigCtx, cfg.HTTP.StartupTimeout)
+	defer cancelStart()
+	st, bl, err := openBackends(startCtx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		st.Close()
+		log.Info("shutdown: database pool closed")
+	}()
+
+	m := metrics.New(metrics.BuildInfo{Version: version, Revision: revision})
+	m.WatchDBPool(func() metrics.DBPoolStats {
+		s := st.Stats()
+		return metrics.DBPoolStats{Acquired: s.Acquired, Idle: s.Idle, Total: s.Total, Max: s.Max,
+			AcquireCount: s.AcquireCount, AcquireWait: s.AcquireWait}
+	})
+
+	pool := worker.New(st, log.With("component", "worker"), worker.Options{
+		Concurrency:  cfg.Worker.Concurrency,
+		Lease:        cfg.Worker.LeaseDuration,
+		PollInterval: cfg.Worker.PollInterval,
+		Observer:     m,
+	})
+	// Domain task handlers are registered here, before Start:
+	//   pool.Handle("training.step", trainer.Step)
+	pool.Start()
+	m.WatchWorkerPool(func() metrics.WorkerPoolStats {
+		s := pool.Stats()
+		return metrics.WorkerPoolStats{Workers: s.Workers, Busy: s.Busy, Queued: s.Queued, Running: s.Running}
+	})
+
+	checker := health.New(log.With("component", "health"), health.Options{Version: version, ReleaseID: revision},
+		health.Check{Name: "database", ComponentType: "datastore", Critical: true, Run: st.Ping},
+		health.Check{Name: "migrations", ComponentType: "datastore", Critical: true, Run: migrationsCheck(st)},
+		health.Check{Name: "objectStorage", ComponentType: "datastore", Critical: false, Run: bl.Ping},
+		health.Check{Name: "workerPool", ComponentType: "component", Critical: true, Run: workerCheck(pool)},
+	)
+
+	a := api.New(api.Deps{
+		Config: cfg, Log: log, Auth: auth.New(st), Health: checker, Metrics: m, Store: st, Blob: bl,
+	})
+	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	srv := &http.Server{
+		Handler:           a.Handler(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          errLog,
+	}
+	metricsMux := http.NewServeMux()
+	metricsMux.Handle("GET /metrics", m.Handler())
+	metricsSrv := &http.Server{
+		Handler: metricsMux, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, ErrorLog: errLog,
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
+	if err != nil {
+		_ = pool.Shutdown(context.Background())
+		return fmt.Errorf("listening on APP_ADDR: %w", err)
+	}
+	mln, err := net.Listen("tcp", cfg.HTTP.MetricsAddr)
+	if err != nil {
+		ln.Close()
+		_ = pool.Shutdown(context.Background())
+		return fmt.Errorf("listening on APP_METRICS_ADDR: %w", err)
+	}
+	serveErr := make(chan error, 2)
+	var wg sync.WaitGroup
+	for _, s := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{srv, ln}, {metricsSrv, mln}} {
+		wg.Go(func() {
+			if err := s.srv.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- err
+			}
+		})
+	}
+	log.Info("app ready", "addr", ln.Addr().String(), "metrics_addr", mln.Addr().String(),
+		"startup_ms", time.Since(started).Milliseconds())
+
+	var runErr error
+	select {
+	case <-sigCtx.Done():
+		log.Info("shutdown: signal received")
+	case runErr = <-serveErr:
+		log.Error("shutdown: server failed", "error", runErr.Error())
+	}
+	stopSignals() // a second signal now kills the process the default way
+
+	// 1. Fail readiness so the edge stops sending new requests here.
+	checker.Drain()
+	log.Info("shutdown: readiness now failing", "drain_delay", cfg.HTTP.DrainDelay.String())
+	// 2. Give load balancers time to notice before refusing connections.
+	time.Sleep(cfg.HTTP.DrainDelay)
+	deadline, cancel := context.WithTimeout(context.Background(), cfg.HTTP.ShutdownTimeout)
+	defer cancel()
+	// 3. Stop accepting and finish in-flight requests; streams get a signal.
+	a.BeginShutdown()
+	if err := srv.Shutdown(deadline); err != nil {
+		log.Warn("shutdown: http server did not drain in time", "error", err.Error())
+		_ = srv.Close()
+	} else {
+		log.Info("shutdown: http server drained")
+	}
+	// 4. Let running tasks finish; release the leases of those that cannot.
+	if err := pool.Shutdown(deadline); err != nil {
+		log.Warn("shutdown: worker pool cancelled running tasks", "error", err.Error())
+	} else {
+		log.Info("shutdown: worker pool drained")
+	}
+	_ = metricsSrv.Shutdown(deadline)
+	wg.Wait()
+	log.Info("shutdown: complete")
+	return runErr
+}
+
+// openBackends connects to Postgres (migrating it) and object storage
+// concurrently, both retrying until startCtx ends.
+func openBackends(ctx context.Context, cfg config.Config, log *slog.Logger) (*store.Store, *blob.Store, error) {
+	bl, err := blob.Open(blob.Options{
+		Endpoint: cfg.S3.Endpoint, AccessKey: cfg.S3.AccessKey, SecretKey: cfg.S3.SecretKey,
+		UseTLS: cfg.S3.UseTLS, CAFile: cfg.S3.CAFile, Region: cfg.S3.Region, Bucket: cfg.S3.Bucket,
+		PublicURL: cfg.S3.PublicURL,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	blobErr := make(chan error, 1)
+	go func() { blobErr <- ensureBucket(ctx, bl, log) }()
+	st, err := store.Open(ctx, store.Options{
+		URL: cfg.DB.URL, MaxConns: cfg.DB.MaxConns,
+		ConnectTimeout: cfg.DB.ConnectTimeout, StatementTimeout: cfg.DB.StatementTimeout,
+		Migrate: true,
+	}, log)
+	if err != nil {
+		<-blobErr
+		return nil, nil, err
+	}
+	if err := <-blobErr; err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return st, bl, nil
+}
+
+func ensureBucket(ctx context.Context, bl *blob.Store, log *slog.Logger) error {
+	delay := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := bl.EnsureBucket(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("object storage not ready before the startup timeout after %d attempts: %w", attempt, err)
+		}
+		log.Warn("object storage not ready", "attempt", attempt, "retry_in", delay.String(), "error", err.Error())
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+}
+
+// migrationsCheck fails while the database is behind the binary and warns
+// when it is ahead (a newer release migrated it; this one may lack columns).
+func migrationsCheck(st *store.Store) func(context.Context) error {
+	return func(ctx context.Context) error {
+		ms, err := st.Migrations(ctx)
+		switch {
+		case err != nil:
+			return err
+		case ms.Current < ms.Target:
+			return health.Failed(fmt.Sprintf("schema version %d is behind %d", ms.Current, ms.Target))
+		case ms.Current > ms.Target:
+			return health.Degraded(fmt.Sprintf("schema version %d is ahead of %d", ms.Current, ms.Target))
+		}
+		return nil
+	}
+}
+
+// workerCheck warns when the pool has no workers (WORKER_CONCURRENCY=0 or
+// no task kinds registered): the API works but background work will wait.
+func workerCheck(pool *worker.Pool) func(context.Context) error {
+	return func(ctx context.Context) error {
+		s := pool.Stats()
+		switch {
+		case s.Stopping:
+			return health.Failed("stopping")
+		case !s.Started:
+			return health.Failed("not started")
+		case s.Workers == 0:
+			return health.Degraded("no workers running")
+		}
+		return nil
+	}
+}
