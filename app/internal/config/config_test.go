@@ -1,0 +1,295 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// valid is a minimal development environment.
+func valid() map[string]string {
+	return map[string]string{
+		"DATABASE_URL":  "postgres://app:pw@127.0.0.1:5432/app?sslmode=disable",
+		"S3_ENDPOINT":   "127.0.0.1:9000",
+		"S3_ACCESS_KEY": "dev-access",
+		"S3_SECRET_KEY": "dev-secret-key",
+	}
+}
+
+// strongProduction is a production environment that passes every rule.
+func strongProduction() map[string]string {
+	return map[string]string{
+		"APP_ENV":          "production",
+		"DATABASE_URL":     "postgres://app:a-very-long-random-password@db:5432/app?sslmode=verify-full",
+		"S3_ENDPOINT":      "minio:9000",
+		"S3_USE_TLS":       "true",
+		"S3_ACCESS_KEY":    "finetune-app",
+		"S3_SECRET_KEY":    "0123456789abcdef0123",
+		"S3_PUBLIC_URL":    "https://files.example.com",
+		"KAGGLE_API_TOKEN": "kgat_x",
+	}
+}
+
+func problemsOf(t *testing.T, err error) Problems {
+	t.Helper()
+	if err == nil {
+		return nil
+	}
+	var p Problems
+	if !errors.As(err, &p) {
+		t.Fatalf("got %T %v, want Problems", err, err)
+	}
+	return p
+}
+
+func hasProblem(p Problems, name, reasonPrefix string) bool {
+	for _, pr := range p {
+		if pr.Var == name && strings.HasPrefix(pr.Reason, reasonPrefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := Parse(valid(), nil)
+	if err != nil {
+		t.Fatalf("valid development config: %v", err)
+	}
+	if c.HTTP.Addr != ":8080" || c.HTTP.MetricsAddr != ":9090" {
+		t.Errorf("addrs: got %q %q", c.HTTP.Addr, c.HTTP.MetricsAddr)
+	}
+	if c.HTTP.MaxUploadBytes != 100<<20 || c.Training.MaxRuntime != 12*time.Hour || c.S3.PresignExpiry != 15*time.Minute {
+		t.Errorf("defaults: upload %d runtime %s presign %s", c.HTTP.MaxUploadBytes, c.Training.MaxRuntime, c.S3.PresignExpiry)
+	}
+	if c.S3.Bucket != "finetune-studio" || c.Kaggle.APIURL.String() != "https://www.kaggle.com/api/v1" {
+		t.Errorf("bucket %q kaggle %q", c.S3.Bucket, c.Kaggle.APIURL)
+	}
+	if got := c.S3.PublicURL.String(); got != "https://127.0.0.1:9000" {
+		t.Errorf("public URL default: got %q, want the endpoint", got)
+	}
+	if len(c.Training.BaseModels) < 3 {
+		t.Errorf("base models: got %v", c.Training.BaseModels)
+	}
+	if c.Kaggle.Configured() {
+		t.Error("kaggle configured without credentials")
+	}
+}
+
+func TestCollectsEveryProblem(t *testing.T) {
+	env := map[string]string{
+		"APP_ENV":              "staging",
+		"LOG_LEVEL":            "loud",
+		"APP_ADDR":             "8080",
+		"DB_MAX_CONNS":         "1",
+		"DB_STATEMENT_TIMEOUT": "forever",
+		"S3_ENDPOINT":          "http://minio:9000",
+		"S3_USE_TLS":           "maybe",
+		"WORKER_CONCURRENCY":   "x",
+		"TRAINING_BASE_MODELS": "not a model",
+		"KAGGLE_USERNAME":      "me",
+	}
+	_, err := Parse(env, nil)
+	p := problemsOf(t, err)
+	want := []struct{ name, reason string }{
+		{"APP_ENV", "malformed"},
+		{"LOG_LEVEL", "malformed"},
+		{"APP_ADDR", "malformed"},
+		{"DATABASE_URL", "missing"},
+		{"DB_MAX_CONNS", "out of range"},
+		{"DB_STATEMENT_TIMEOUT", "malformed"},
+		{"S3_ENDPOINT", "malformed"},
+		{"S3_ACCESS_KEY", "missing"},
+		{"S3_SECRET_KEY", "missing"},
+		{"S3_USE_TLS", "malformed"},
+		{"WORKER_CONCURRENCY", "malformed"},
+		{"TRAINING_BASE_MODELS", "malformed"},
+		{"KAGGLE_KEY", "incomplete"},
+	}
+	for _, w := range want {
+		if !hasProblem(p, w.name, w.reason) {
+			t.Errorf("missing problem %s: %s...; got:\n%v", w.name, w.reason, p)
+		}
+	}
+}
+
+func TestProductionRefusesInsecureSettings(t *testing.T) {
+	if _, err := Parse(strongProduction(), nil); err != nil {
+		t.Fatalf("strong production config refused: %v", err)
+	}
+	tests := []struct {
+		name     string
+		override map[string]string
+		variable string
+	}{
+		{"sslmode disable", map[string]string{"DATABASE_URL": "postgres://app:a-very-long-random-password@db/app?sslmode=disable"}, "DATABASE_URL"},
+		{"sslmode require", map[string]string{"DATABASE_URL": "postgres://app:a-very-long-random-password@db/app?sslmode=require"}, "DATABASE_URL"},
+		{"no sslmode keyword form", map[string]string{"DATABASE_URL": "host=db user=app password=a-very-long-random-password"}, "DATABASE_URL"},
+		{"short db password", map[string]string{"DATABASE_URL": "postgres://app:short@db/app?sslmode=verify-full"}, "DATABASE_URL"},
+		{"default db password", map[string]string{"DATABASE_URL": "postgres://postgres:postgres@db/app?sslmode=verify-full"}, "DATABASE_URL"},
+		{"s3 without tls", map[string]string{"S3_USE_TLS": "false"}, "S3_USE_TLS"},
+		{"minioadmin key", map[string]string{"S3_ACCESS_KEY": "minioadmin"}, "S3_ACCESS_KEY"},
+		{"minioadmin secret", map[string]string{"S3_SECRET_KEY": "minioadmin"}, "S3_SECRET_KEY"},
+		{"short secret", map[string]string{"S3_SECRET_KEY": "abc123"}, "S3_SECRET_KEY"},
+		{"debug logging", map[string]string{"LOG_LEVEL": "debug"}, "LOG_LEVEL"},
+		{"wildcard proxies v4", map[string]string{"APP_TRUSTED_PROXIES": "0.0.0.0/0"}, "APP_TRUSTED_PROXIES"},
+		{"wildcard proxies v6", map[string]string{"APP_TRUSTED_PROXIES": "10.0.0.0/8, ::/0"}, "APP_TRUSTED_PROXIES"},
+		{"plain http public url", map[string]string{"S3_PUBLIC_URL": "http://files.example.com"}, "S3_PUBLIC_URL"},
+		{"plain http kaggle", map[string]string{"KAGGLE_API_URL": "http://kaggle.example.com/api/v1"}, "KAGGLE_API_URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := strongProduction()
+			for k, v := range tt.override {
+				env[k] = v
+			}
+			_, err := Parse(env, nil)
+			p := problemsOf(t, err)
+			if !hasProblem(p, tt.variable, "insecure") {
+				t.Fatalf("got %v, want an insecure problem on %s", p, tt.variable)
+			}
+			// Problems never echo a secret value.
+			for _, v := range tt.override {
+				if strings.Contains(p.Error(), v) && (strings.Contains(v, "password") || strings.Contains(v, "minioadmin")) {
+					t.Errorf("problem text echoes the value %q: %v", v, p)
+				}
+			}
+		})
+	}
+	// The same weak settings are fine in development.
+	dev := valid()
+	dev["S3_ACCESS_KEY"], dev["S3_SECRET_KEY"], dev["LOG_LEVEL"] = "minioadmin", "minioadmin", "debug"
+	if _, err := Parse(dev, nil); err != nil {
+		t.Errorf("development refused: %v", err)
+	}
+}
+
+func TestAdvisoriesFlagMissingKaggleInProduction(t *testing.T) {
+	env := strongProduction()
+	delete(env, "KAGGLE_API_TOKEN")
+	c, err := Parse(env, nil)
+	if err != nil {
+		t.Fatalf("kaggle credentials must be optional for serving: %v", err)
+	}
+	if adv := c.Advisories(); !hasProblem(adv, "KAGGLE_API_TOKEN", "missing") {
+		t.Fatalf("got advisories %v, want missing kaggle credentials", adv)
+	}
+	env["KAGGLE_USERNAME"], env["KAGGLE_KEY"] = "me", "key"
+	c, _ = Parse(env, nil)
+	if adv := c.Advisories(); len(adv) != 0 {
+		t.Fatalf("got advisories %v with username+key set", adv)
+	}
+}
+
+func TestFileVariablesAndDotenvPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "s3_secret")
+	if err := os.WriteFile(secret, []byte("from-a-file-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dotenvPath := filepath.Join(dir, ".env")
+	dotenv := "APP_ADDR=:7000\nS3_SECRET_KEY=from-dotenv\nLOG_LEVEL=warn\n"
+	if err := os.WriteFile(dotenvPath, []byte(dotenv), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	environ := []string{
+		"DATABASE_URL=postgres://a:b@h/d", "S3_ENDPOINT=h:1", "S3_ACCESS_KEY=access",
+		"S3_SECRET_KEY_FILE=" + secret, // the environment's _FILE beats .env's plain value
+		"LOG_LEVEL=error",              // the environment beats .env
+	}
+	c, err := Load(environ, dotenvPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.S3.SecretKey != "from-a-file-secret" {
+		t.Errorf("S3_SECRET_KEY: got %q, want the file's content without newline", c.S3.SecretKey)
+	}
+	if c.HTTP.Addr != ":7000" {
+		t.Errorf("APP_ADDR: got %q, want the .env default", c.HTTP.Addr)
+	}
+	if c.LogLevel.String() != "ERROR" {
+		t.Errorf("LOG_LEVEL: got %v, want the environment's", c.LogLevel)
+	}
+
+	// Both forms at once, and an unreadable file, are problems.
+	env := valid()
+	env["S3_SECRET_KEY_FILE"] = secret
+	env["DATABASE_URL_FILE"] = filepath.Join(dir, "missing")
+	delete(env, "DATABASE_URL")
+	_, err = Parse(env, nil)
+	p := problemsOf(t, err)
+	if !hasProblem(p, "S3_SECRET_KEY", "both") || !hasProblem(p, "DATABASE_URL_FILE", "cannot read") {
+		t.Fatalf("got %v", p)
+	}
+	// A missing .env is fine; a malformed one is a problem.
+	if _, err := Load(environ, filepath.Join(dir, "nope")); err != nil {
+		t.Errorf("missing .env: %v", err)
+	}
+	bad := filepath.Join(dir, "bad.env")
+	_ = os.WriteFile(bad, []byte("=novalue\n"), 0o600)
+	if _, err := Load(environ, bad); err == nil {
+		t.Error("malformed .env accepted")
+	}
+}
+
+// TestVariablesAreDocumented fails when the code reads a variable that
+// .env.example or docs/configuration.md lacks, or when they list one the code
+// does not read. The code's list comes from the parser itself.
+func TestVariablesAreDocumented(t *testing.T) {
+	code := Variables()
+	slices.Sort(code)
+	code = slices.Compact(code)
+	if len(code) < 20 {
+		t.Fatalf("Variables() returned only %v", code)
+	}
+	root := filepath.Join("..", "..", "..")
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	sources := map[string]*regexp.Regexp{
+		".env.example":          regexp.MustCompile(`(?m)^#?\s*([A-Z][A-Z0-9_]*)=`),
+		"docs/configuration.md": regexp.MustCompile("(?m)^\\| `([A-Z][A-Z0-9_]*)` \\|"),
+	}
+	for file, re := range sources {
+		var documented []string
+		for _, m := range re.FindAllStringSubmatch(read(file), -1) {
+			documented = append(documented, m[1])
+		}
+		slices.Sort(documented)
+		documented = slices.Compact(documented)
+		for _, v := range code {
+			if !slices.Contains(documented, v) {
+				t.Errorf("%s lacks %s, which the code reads", file, v)
+			}
+		}
+		for _, v := range documented {
+			if !slices.Contains(code, v) {
+				t.Errorf("%s lists %s, which the code does not read", file, v)
+			}
+		}
+	}
+}
+
+func TestExampleFileParses(t *testing.T) {
+	c, err := Load(nil, filepath.Join("..", "..", "..", ".env.example"))
+	p := problemsOf(t, err)
+	// The example leaves the S3 credentials empty on purpose: no secret has
+	// a default, not even in the example.
+	for _, pr := range p {
+		if pr.Var != "S3_ACCESS_KEY" && pr.Var != "S3_SECRET_KEY" {
+			t.Errorf("unexpected problem in .env.example: %s: %s", pr.Var, pr.Reason)
+		}
+	}
+	if c.Env != Development {
+		t.Errorf("example env: got %q", c.Env)
+	}
+}
