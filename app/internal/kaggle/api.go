@@ -138,10 +138,10 @@ const maxOutputPages = 50
 func (c *Client) UploadBlob(ctx context.Context, name string, size int64, body io.Reader) (string, error) {
 	const op = "blobs/upload"
 	if name == "" || strings.ContainsAny(name, "/\\") {
-		return "", &APIError{Op: op, Err: errors.New("blob name must be a plain file name")}
+		return "", invalid(op, errors.New("blob name must be a plain file name"))
 	}
 	if size < 0 {
-		return "", &APIError{Op: op, Err: errors.New("blob size must not be negative")}
+		return "", invalid(op, errors.New("blob size must not be negative"))
 	}
 	reqBody, err := marshal(op, startBlobUploadRequest{
 		Type: "dataset", Name: name, ContentLength: size, ContentType: contentTypeFor(name),
@@ -166,7 +166,7 @@ func (c *Client) putBlob(ctx context.Context, createURL string, size int64, body
 	const op = "blobs/put"
 	u, err := url.Parse(createURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return &APIError{Op: op, Err: errors.New("kaggle returned an invalid upload URL")}
+		return invalid(op, errors.New("kaggle returned an invalid upload URL"))
 	}
 	seeker, canRewind := body.(io.ReadSeeker)
 	var start int64
@@ -195,7 +195,7 @@ func (c *Client) putBlob(ctx context.Context, createURL string, size int64, body
 			delay = apiErr.RetryAfter
 		}
 		if err := c.cfg.Sleep(ctx, delay); err != nil {
-			return &APIError{Op: op, Err: err}
+			return invalid(op, err)
 		}
 	}
 }
@@ -234,13 +234,13 @@ func (c *Client) putOnce(ctx context.Context, op, createURL string, size int64, 
 func (c *Client) CreateDataset(ctx context.Context, d NewDataset) (string, error) {
 	const op = "datasets/create"
 	if err := checkSlug("owner", d.Owner); err != nil {
-		return "", &APIError{Op: op, Err: err}
+		return "", invalid(op, err)
 	}
 	if err := checkSlug("dataset slug", d.Slug); err != nil {
-		return "", &APIError{Op: op, Err: err}
+		return "", invalid(op, err)
 	}
 	if len(d.Files) == 0 {
-		return "", &APIError{Op: op, Err: errors.New("a dataset needs at least one file")}
+		return "", invalid(op, errors.New("a dataset needs at least one file"))
 	}
 	license := d.License
 	if license == "" {
@@ -252,7 +252,7 @@ func (c *Client) CreateDataset(ctx context.Context, d NewDataset) (string, error
 	}
 	for _, f := range d.Files {
 		if f.Token == "" {
-			return "", &APIError{Op: op, Err: errors.New("file without upload token")}
+			return "", invalid(op, errors.New("file without upload token"))
 		}
 		req.Files = append(req.Files, datasetUploadFile{Token: f.Token})
 	}
@@ -277,10 +277,10 @@ func (c *Client) CreateDataset(ctx context.Context, d NewDataset) (string, error
 func (c *Client) DatasetStatus(ctx context.Context, owner, slug string) (string, error) {
 	const op = "datasets/status"
 	if err := checkSlug("owner", owner); err != nil {
-		return "", &APIError{Op: op, Err: err}
+		return "", invalid(op, err)
 	}
 	if err := checkSlug("dataset slug", slug); err != nil {
-		return "", &APIError{Op: op, Err: err}
+		return "", invalid(op, err)
 	}
 	var status string
 	u := c.apiURL("/datasets/status/" + url.PathEscape(owner) + "/" + url.PathEscape(slug))
@@ -298,13 +298,13 @@ func (c *Client) DatasetStatus(ctx context.Context, owner, slug string) (string,
 func (c *Client) PushKernel(ctx context.Context, k KernelPush) (KernelRef, error) {
 	const op = "kernels/push"
 	if err := checkSlug("owner", k.Owner); err != nil {
-		return KernelRef{}, &APIError{Op: op, Err: err}
+		return KernelRef{}, invalid(op, err)
 	}
 	if err := checkSlug("kernel slug", k.Slug); err != nil {
-		return KernelRef{}, &APIError{Op: op, Err: err}
+		return KernelRef{}, invalid(op, err)
 	}
 	if k.Text == "" {
-		return KernelRef{}, &APIError{Op: op, Err: errors.New("kernel text is empty")}
+		return KernelRef{}, invalid(op, errors.New("kernel text is empty"))
 	}
 	req := kernelPushRequest{
 		Slug: k.Owner + "/" + k.Slug, NewTitle: k.Title, Text: k.Text,
@@ -345,7 +345,7 @@ func (c *Client) KernelStatus(ctx context.Context, owner, slug string) (KernelSt
 	const op = "kernels/status"
 	q, err := kernelQuery(owner, slug)
 	if err != nil {
-		return KernelStatus{}, &APIError{Op: op, Err: err}
+		return KernelStatus{}, invalid(op, err)
 	}
 	var st KernelStatus
 	err = c.doJSON(ctx, call{op: op, method: http.MethodGet, url: c.apiURL("/kernels/status?" + q.Encode()), policy: retryIdempotent},
@@ -360,7 +360,7 @@ func (c *Client) KernelOutput(ctx context.Context, owner, slug string) (KernelOu
 	const op = "kernels/output"
 	q, err := kernelQuery(owner, slug)
 	if err != nil {
-		return KernelOutput{}, &APIError{Op: op, Err: err}
+		return KernelOutput{}, invalid(op, err)
 	}
 	var out KernelOutput
 	for page := 0; page < maxOutputPages; page++ {
@@ -381,7 +381,7 @@ func (c *Client) KernelOutput(ctx context.Context, owner, slug string) (KernelOu
 		}
 		q.Set("pageToken", p.NextPageToken)
 	}
-	return KernelOutput{}, &APIError{Op: op, Err: fmt.Errorf("more than %d pages of output", maxOutputPages)}
+	return KernelOutput{}, invalid(op, fmt.Errorf("more than %d pages of output", maxOutputPages))
 }
 
 // Download streams one output file. The caller closes the reader. size is
@@ -392,7 +392,7 @@ func (c *Client) Download(ctx context.Context, fileURL string) (io.ReadCloser, i
 	const op = "download"
 	u, err := url.Parse(fileURL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, 0, &APIError{Op: op, Err: errors.New("output file URL must be an absolute http(s) URL")}
+		return nil, 0, invalid(op, errors.New("output file URL must be an absolute http(s) URL"))
 	}
 	resp, err := c.do(ctx, call{op: op, method: http.MethodGet, url: u.String(), policy: retryIdempotent})
 	if err != nil {

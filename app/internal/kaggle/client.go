@@ -200,7 +200,7 @@ func (c *Client) doJSON(ctx context.Context, cl call, decode func([]byte) error)
 			ae.Op = cl.op
 			return ae
 		}
-		return &APIError{Op: cl.op, Status: resp.StatusCode, Err: fmt.Errorf("decoding response: %w", err)}
+		return &APIError{Op: cl.op, Status: resp.StatusCode, Err: fmt.Errorf("%w: decoding response: %w", ErrInvalidArgument, err)}
 	}
 	return nil
 }
@@ -212,7 +212,7 @@ func (c *Client) do(ctx context.Context, cl call) (*http.Response, error) {
 		return nil, &APIError{Op: cl.op, Err: ErrNotConfigured}
 	}
 	if c.base == nil {
-		return nil, &APIError{Op: cl.op, Err: errors.New("invalid base URL")}
+		return nil, invalid(cl.op, errors.New("the Kaggle API URL is not an absolute http(s) URL"))
 	}
 	var lastErr *APIError
 	for attempt := 1; ; attempt++ {

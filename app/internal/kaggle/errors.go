@@ -26,6 +26,9 @@ var (
 	ErrNotConfigured = errors.New("kaggle credentials are not configured")
 	// ErrResponseTooLarge means a JSON answer exceeded Config.MaxResponseBytes.
 	ErrResponseTooLarge = errors.New("kaggle response too large")
+	// ErrInvalidArgument means the call was refused before sending anything
+	// (an empty or path-changing name, a bad URL, a malformed answer).
+	ErrInvalidArgument = errors.New("invalid argument")
 )
 
 // APIError describes one failed call. It never contains credentials, and
@@ -84,7 +87,8 @@ func Retryable(err error) (bool, time.Duration) {
 	case ae.Status == 0:
 		// No response at all: a network error. Sentinels with status 0
 		// (not configured, too large) are permanent.
-		if errors.Is(ae.Err, ErrNotConfigured) || errors.Is(ae.Err, ErrResponseTooLarge) || errors.Is(ae.Err, ErrRejected) {
+		if errors.Is(ae.Err, ErrNotConfigured) || errors.Is(ae.Err, ErrResponseTooLarge) ||
+			errors.Is(ae.Err, ErrRejected) || errors.Is(ae.Err, ErrInvalidArgument) {
 			return false, 0
 		}
 		return ae.Err != nil, ae.RetryAfter
@@ -135,3 +139,8 @@ func cleanMessage(s string) string {
 }
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// invalid builds the error of a call refused before it was sent.
+func invalid(op string, err error) *APIError {
+	return &APIError{Op: op, Err: fmt.Errorf("%w: %w", ErrInvalidArgument, err)}
+}
