@@ -1,4 +1,9 @@
-package training
+// Package runner drives fine-tuning jobs through Kaggle. It is the worker
+// handler for training.TaskKind: each run does the next step the job's
+// persisted status calls for (upload the dataset, push the kernel, poll it,
+// collect its output into a model) and asks to be run again later when it
+// has to wait, so no worker is held while Kaggle trains.
+package runner
 
 import (
 	"bytes"
@@ -13,6 +18,8 @@ import (
 	"time"
 
 	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
+	"github.com/finetune-studio/finetune-studio/app/internal/notebook"
+	"github.com/finetune-studio/finetune-studio/app/internal/training"
 )
 
 // Kaggle is the part of the Kaggle client the runner uses; *kaggle.Client
@@ -28,21 +35,8 @@ type Kaggle interface {
 	Download(ctx context.Context, fileURL string) (io.ReadCloser, int64, error)
 }
 
-// NotebookSpec is what the notebook template needs to train one job.
-type NotebookSpec struct {
-	Job     Job
-	Dataset Dataset
-	// DatasetRef is the Kaggle dataset ("owner/slug") mounted under
-	// /kaggle/input/<slug>/, and DataFile the file's name in it.
-	DatasetRef string
-	DataFile   string
-}
-
-// RenderNotebook renders the training notebook (.ipynb JSON) for a job.
-type RenderNotebook func(NotebookSpec) (string, error)
-
-// RunnerConfig tunes the runner.
-type RunnerConfig struct {
+// Config tunes the runner.
+type Config struct {
 	// MaxRuntime fails a job still unfinished this long after it started.
 	MaxRuntime time.Duration
 	// PollInterval is the first delay between status polls; it grows with
@@ -59,16 +53,15 @@ type RunnerConfig struct {
 // references are stored on the job row, and a kernel that was pushed is
 // only polled again, never pushed twice.
 type Runner struct {
-	repo    Repository
-	objects Objects
+	repo    training.Repository
+	objects training.Objects
 	kaggle  Kaggle
-	render  RenderNotebook
-	cfg     RunnerConfig
+	cfg     Config
 	log     *slog.Logger
 }
 
-// NewRunner returns a Runner.
-func NewRunner(repo Repository, objects Objects, k Kaggle, render RenderNotebook, cfg RunnerConfig, log *slog.Logger) *Runner {
+// New returns a Runner.
+func New(repo training.Repository, objects training.Objects, k Kaggle, cfg Config, log *slog.Logger) *Runner {
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 10 * time.Second
 	}
@@ -81,7 +74,7 @@ func NewRunner(repo Repository, objects Objects, k Kaggle, render RenderNotebook
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Runner{repo: repo, objects: objects, kaggle: k, render: render, cfg: cfg, log: log}
+	return &Runner{repo: repo, objects: objects, kaggle: k, cfg: cfg, log: log}
 }
 
 // RetryError asks the caller to run the step again later. After is the
@@ -112,17 +105,17 @@ func (r *Runner) Step(ctx context.Context, id string) (time.Duration, error) {
 		}
 		var wait time.Duration
 		switch j.Status {
-		case StatusQueued:
-			_, err = r.repo.Transition(ctx, j.ID, StatusQueued, StatusUploading, JobUpdate{}, "started")
-		case StatusUploading:
+		case training.StatusQueued:
+			_, err = r.repo.Transition(ctx, j.ID, training.StatusQueued, training.StatusUploading, training.JobUpdate{}, "started")
+		case training.StatusUploading:
 			wait, err = r.upload(ctx, j)
-		case StatusSubmitted, StatusRunning:
+		case training.StatusSubmitted, training.StatusRunning:
 			wait, err = r.poll(ctx, j)
-		case StatusCollecting:
+		case training.StatusCollecting:
 			err = r.collect(ctx, j)
 		}
 		switch {
-		case errors.Is(err, ErrStale):
+		case errors.Is(err, training.ErrStale):
 			continue // someone else moved the job; look again
 		case err != nil:
 			return 0, r.classify(ctx, j, err)
@@ -135,7 +128,7 @@ func (r *Runner) Step(ctx context.Context, id string) (time.Duration, error) {
 
 // capToDeadline makes sure a job is looked at again right after its
 // runtime limit, so a timeout is noticed on time.
-func (r *Runner) capToDeadline(j Job, wait time.Duration) time.Duration {
+func (r *Runner) capToDeadline(j training.Job, wait time.Duration) time.Duration {
 	if j.StartedAt == nil {
 		return wait
 	}
@@ -148,7 +141,7 @@ func (r *Runner) capToDeadline(j Job, wait time.Duration) time.Duration {
 
 // pollDelay grows with the time since the job started: quick feedback
 // early, fewer API calls during a long training run.
-func (r *Runner) pollDelay(j Job) time.Duration {
+func (r *Runner) pollDelay(j training.Job) time.Duration {
 	d := r.cfg.PollInterval
 	if j.StartedAt != nil {
 		d = max(d, r.cfg.Now().Sub(*j.StartedAt)/10)
@@ -160,9 +153,9 @@ func (r *Runner) pollDelay(j Job) time.Duration {
 // the job id only, so a step that crashed after Kaggle acted but before the
 // reference was saved finds its dataset or kernel again instead of
 // creating a second one.
-func slug(j Job) string { return "fts-job-" + strings.ReplaceAll(j.ID, "-", "") }
+func slug(j training.Job) string { return "fts-job-" + strings.ReplaceAll(j.ID, "-", "") }
 
-func (r *Runner) upload(ctx context.Context, j Job) (time.Duration, error) {
+func (r *Runner) upload(ctx context.Context, j training.Job) (time.Duration, error) {
 	owner, s := r.kaggle.Username(), slug(j)
 	if j.DatasetID == "" {
 		return 0, r.fail(ctx, j, "the job's dataset was deleted before training started")
@@ -176,7 +169,7 @@ func (r *Runner) upload(ctx context.Context, j Job) (time.Duration, error) {
 		if err != nil {
 			return 0, err
 		}
-		if j, err = r.repo.UpdateJob(ctx, j.ID, StatusUploading, JobUpdate{KaggleDataset: &ref}, EventLog, "uploaded the dataset to Kaggle as "+ref); err != nil {
+		if j, err = r.repo.UpdateJob(ctx, j.ID, training.StatusUploading, training.JobUpdate{KaggleDataset: &ref}, training.EventLog, "uploaded the dataset to Kaggle as "+ref); err != nil {
 			return 0, err
 		}
 	}
@@ -197,39 +190,44 @@ func (r *Runner) upload(ctx context.Context, j Job) (time.Duration, error) {
 	// earlier attempt that crashed before recording it: adopt it.
 	ref := owner + "/" + s
 	if _, err := r.kaggle.KernelStatus(ctx, owner, s); err == nil {
-		_, err = r.repo.Transition(ctx, j.ID, StatusUploading, StatusSubmitted, JobUpdate{KaggleKernel: &ref}, "found the kernel pushed by an earlier attempt: "+ref)
+		_, err = r.repo.Transition(ctx, j.ID, training.StatusUploading, training.StatusSubmitted, training.JobUpdate{KaggleKernel: &ref}, "found the kernel pushed by an earlier attempt: "+ref)
 		return 0, err
 	} else if !errors.Is(err, kaggle.ErrNotFound) {
 		return 0, err
 	}
-	text, err := r.render(NotebookSpec{Job: j, Dataset: ds, DatasetRef: j.KaggleDataset, DataFile: dataFileName(ds)})
+	hp := j.Hyperparameters
+	kernel, err := notebook.Render(notebook.Spec{
+		JobID: j.ID, BaseModel: j.BaseModel, Schema: ds.Schema,
+		Hyperparameters: notebook.Hyperparameters{
+			LoraRank: hp.LoraRank, LoraAlpha: hp.LoraAlpha, LoraDropout: hp.LoraDropout, Epochs: hp.Epochs,
+			LearningRate: hp.LearningRate, BatchSize: hp.BatchSize, MaxSeqLength: hp.MaxSeqLength,
+		},
+		DatasetSource: j.KaggleDataset, DatasetFile: dataFileName(ds),
+		KernelOwner: owner, KernelSlug: s,
+	})
 	if err != nil {
 		return 0, r.fail(ctx, j, "could not generate the training notebook: "+err.Error())
 	}
-	pushed, err := r.kaggle.PushKernel(ctx, kaggle.KernelPush{
-		Owner: owner, Slug: s, Title: s, Text: text,
-		Private: true, EnableGPU: true, EnableInternet: true,
-		DatasetSources: []string{j.KaggleDataset},
-	})
+	pushed, err := r.kaggle.PushKernel(ctx, kernel.Push())
 	if err != nil {
 		return 0, err
 	}
 	if pushed.Ref != "" {
 		ref = pushed.Ref
 	}
-	_, err = r.repo.Transition(ctx, j.ID, StatusUploading, StatusSubmitted, JobUpdate{KaggleKernel: &ref}, "pushed the training kernel "+ref)
+	_, err = r.repo.Transition(ctx, j.ID, training.StatusUploading, training.StatusSubmitted, training.JobUpdate{KaggleKernel: &ref}, "pushed the training kernel "+ref)
 	return 0, err
 }
 
 // dataFileName is the name the dataset file gets on Kaggle.
-func dataFileName(d Dataset) string {
+func dataFileName(d training.Dataset) string {
 	if d.Format == "json_array" {
 		return "train.json"
 	}
 	return "train.jsonl"
 }
 
-func (r *Runner) createKaggleDataset(ctx context.Context, j Job, ds Dataset, owner, s string) (string, error) {
+func (r *Runner) createKaggleDataset(ctx context.Context, j training.Job, ds training.Dataset, owner, s string) (string, error) {
 	// An earlier attempt may have created it and crashed before saving the
 	// reference: Kaggle would refuse the slug, so adopt the dataset.
 	if _, err := r.kaggle.DatasetStatus(ctx, owner, s); err == nil {
@@ -253,7 +251,7 @@ func (r *Runner) createKaggleDataset(ctx context.Context, j Job, ds Dataset, own
 	})
 }
 
-func (r *Runner) poll(ctx context.Context, j Job) (time.Duration, error) {
+func (r *Runner) poll(ctx context.Context, j training.Job) (time.Duration, error) {
 	owner, s, _ := strings.Cut(j.KaggleKernel, "/")
 	st, err := r.kaggle.KernelStatus(ctx, owner, s)
 	if err != nil {
@@ -261,18 +259,18 @@ func (r *Runner) poll(ctx context.Context, j Job) (time.Duration, error) {
 	}
 	if st.Status != j.KaggleStatus {
 		status := st.Status
-		if j, err = r.repo.UpdateJob(ctx, j.ID, j.Status, JobUpdate{KaggleStatus: &status}, EventKaggleStatus, "Kaggle kernel status: "+status); err != nil {
+		if j, err = r.repo.UpdateJob(ctx, j.ID, j.Status, training.JobUpdate{KaggleStatus: &status}, training.EventKaggleStatus, "Kaggle kernel status: "+status); err != nil {
 			return 0, err
 		}
 	}
 	switch st.Status {
 	case kaggle.KernelRunning:
-		if j.Status == StatusSubmitted {
-			_, err = r.repo.Transition(ctx, j.ID, StatusSubmitted, StatusRunning, JobUpdate{}, "the kernel is running")
+		if j.Status == training.StatusSubmitted {
+			_, err = r.repo.Transition(ctx, j.ID, training.StatusSubmitted, training.StatusRunning, training.JobUpdate{}, "the kernel is running")
 		}
 		return r.pollDelay(j), err
 	case kaggle.KernelComplete:
-		_, err = r.repo.Transition(ctx, j.ID, j.Status, StatusCollecting, JobUpdate{}, "the kernel completed; collecting its output")
+		_, err = r.repo.Transition(ctx, j.ID, j.Status, training.StatusCollecting, training.JobUpdate{}, "the kernel completed; collecting its output")
 		return 0, err
 	case kaggle.KernelError:
 		msg := strings.TrimSpace(st.FailureMessage)
@@ -293,7 +291,7 @@ const (
 	maxOutputFiles  = 200
 )
 
-func (r *Runner) collect(ctx context.Context, j Job) error {
+func (r *Runner) collect(ctx context.Context, j training.Job) error {
 	owner, s, _ := strings.Cut(j.KaggleKernel, "/")
 	out, err := r.kaggle.KernelOutput(ctx, owner, s)
 	if err != nil {
@@ -303,7 +301,7 @@ func (r *Runner) collect(ctx context.Context, j Job) error {
 		return r.fail(ctx, j, fmt.Sprintf("the kernel wrote %d output files, more than the %d allowed", len(out.Files), maxOutputFiles))
 	}
 	if logText := kernelLog(out.Log); logText != "" {
-		if j, err = r.repo.UpdateJob(ctx, j.ID, StatusCollecting, JobUpdate{}, EventLog, logText); err != nil {
+		if j, err = r.repo.UpdateJob(ctx, j.ID, training.StatusCollecting, training.JobUpdate{}, training.EventLog, logText); err != nil {
 			return err
 		}
 	}
@@ -330,13 +328,13 @@ func (r *Runner) collect(ctx context.Context, j Job) error {
 	if err != nil {
 		return fmt.Errorf("listing model objects: %w", err)
 	}
-	m := Model{ID: NewID(), JobID: j.ID, BaseModel: j.BaseModel, Prefix: prefix, Metrics: metrics, Files: []ModelFile{}}
+	m := training.Model{ID: training.NewID(), JobID: j.ID, BaseModel: j.BaseModel, Prefix: prefix, Metrics: metrics, Files: []training.ModelFile{}}
 	for _, o := range objs {
-		m.Files = append(m.Files, ModelFile{Name: strings.TrimPrefix(o.Key, prefix), SizeBytes: o.Size})
+		m.Files = append(m.Files, training.ModelFile{Name: strings.TrimPrefix(o.Key, prefix), SizeBytes: o.Size})
 		m.SizeBytes += o.Size
 	}
 	if _, err := r.repo.CompleteJob(ctx, m); err != nil {
-		if errors.Is(err, ErrStale) {
+		if errors.Is(err, training.ErrStale) {
 			// Cancelled while collecting: the files belong to nobody.
 			if rmErr := r.objects.RemovePrefix(ctx, prefix); rmErr != nil {
 				r.log.Error("removing output of a cancelled job failed", "job_id", j.ID, "error", rmErr)
@@ -416,10 +414,10 @@ func (c *cappedBuffer) Write(p []byte) (int, error) {
 }
 
 // fail moves an unfinished job to failed with a message for the user.
-func (r *Runner) fail(ctx context.Context, j Job, message string) error {
+func (r *Runner) fail(ctx context.Context, j training.Job, message string) error {
 	for {
-		_, err := r.repo.Transition(ctx, j.ID, j.Status, StatusFailed, JobUpdate{Error: &message}, message)
-		if !errors.Is(err, ErrStale) {
+		_, err := r.repo.Transition(ctx, j.ID, j.Status, training.StatusFailed, training.JobUpdate{Error: &message}, message)
+		if !errors.Is(err, training.ErrStale) {
 			return err
 		}
 		if j, err = r.repo.GetJob(ctx, j.ID); err != nil {
@@ -431,10 +429,20 @@ func (r *Runner) fail(ctx context.Context, j Job, message string) error {
 	}
 }
 
+// GiveUp fails an unfinished job after its step failed too many times.
+func (r *Runner) GiveUp(ctx context.Context, id string, cause error) error {
+	j, err := r.repo.GetJob(ctx, id)
+	if err != nil || j.Status.Terminal() {
+		return err
+	}
+	r.log.Error("giving up on job", "job_id", id, "error", cause.Error())
+	return r.fail(ctx, j, "the job failed repeatedly and was stopped; the last error was logged for the operator")
+}
+
 // classify decides what a failed step means for the job: credentials and
 // rejected requests fail it now; rate limits and server errors are retried
 // (after the server's Retry-After when it gave one).
-func (r *Runner) classify(ctx context.Context, j Job, err error) error {
+func (r *Runner) classify(ctx context.Context, j training.Job, err error) error {
 	switch {
 	case errors.Is(err, kaggle.ErrUnauthorized):
 		return r.fail(ctx, j, "Kaggle refused the credentials (HTTP 401/403): check KAGGLE_USERNAME and KAGGLE_KEY or KAGGLE_API_TOKEN")

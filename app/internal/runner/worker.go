@@ -1,0 +1,41 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/finetune-studio/finetune-studio/app/internal/training"
+	"github.com/finetune-studio/finetune-studio/app/internal/worker"
+)
+
+// Handle is the worker handler for training.TaskKind.
+func (r *Runner) Handle(ctx context.Context, t worker.Task) error {
+	var p training.TaskPayload
+	if err := json.Unmarshal(t.Payload, &p); err != nil || !training.ValidID(p.JobID) {
+		return worker.Permanent(fmt.Errorf("malformed %s task payload", training.TaskKind))
+	}
+	wait, err := r.Step(ctx, p.JobID)
+	var retry *RetryError
+	switch {
+	case errors.As(err, &retry) && retry.After > 0:
+		// The backend said when to come back: that is not a failure.
+		return worker.Reschedule(retry.After)
+	case err != nil && ctx.Err() == nil && t.Attempts+1 >= t.MaxAttempts:
+		// The queue gives up after this attempt: fail the job too, so it
+		// does not stay unfinished forever.
+		if failErr := r.GiveUp(ctx, p.JobID, err); failErr != nil {
+			return errors.Join(err, failErr)
+		}
+		return worker.Permanent(err)
+	case err != nil:
+		return err
+	case wait > 0:
+		return worker.Reschedule(wait)
+	}
+	return nil
+}
+
+// Register makes the pool run training jobs with r.
+func (r *Runner) Register(p *worker.Pool) { p.Handle(training.TaskKind, r.Handle) }
