@@ -11,7 +11,9 @@ import (
 // notebook) writes to /kaggle/working: a PEFT LoRA adapter under adapter/
 // and metrics.json.
 
-// DefaultOutputFiles returns the files a successful default kernel serves.
+// DefaultOutputFiles returns the files a successful default kernel serves:
+// a valid safetensors adapter, its PEFT adapter_config.json, and a
+// metrics.json with the keys the notebook writes.
 func DefaultOutputFiles() []File {
 	return []File{
 		{Name: "adapter/adapter_model.safetensors", Data: loraSafetensors(8, 64)},
@@ -26,6 +28,9 @@ func DefaultOutputFiles() []File {
 			"bias":                    "none",
 		})},
 		{Name: "metrics.json", Data: mustJSON(map[string]any{
+			"job_id":                "00000000-0000-0000-0000-000000000000",
+			"schema":                "instruction",
+			"lora_rank":             8,
 			"train_loss":            1.2345,
 			"eval_loss":             1.3021,
 			"train_runtime_seconds": 812.4,
