@@ -1,0 +1,218 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestMetricsHealthAndLogs(t *testing.T) {
+	app := startStubApp(t)
+	env, pe := defaultEnv(t, app.addr)
+	startProdEdge(t, env, pe)
+	c := pe.client("127.0.0.1")
+
+	// Secrets a client may send; none may reach the access log.
+	do(t, c, "GET", pe.url("/api/v1/datasets?X-Amz-Signature=sig-SECRET-1&X-Amz-Credential=cred-SECRET-2&page=2"), nil,
+		map[string]string{"Authorization": "Bearer tok-SECRET-3", "Cookie": "session=cookie-SECRET-4"})
+
+	t.Run("access log is JSON without secrets", func(t *testing.T) {
+		line, err := pe.WaitLog(30*time.Second, `"logger":"http.log.access`, "/api/v1/datasets")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var entry map[string]any
+		if err := json.Unmarshal([]byte(line), &entry); err != nil {
+			t.Fatalf("access log line is not JSON: %v: %s", err, line)
+		}
+		if !strings.Contains(line, "page=2") {
+			t.Errorf("harmless query parameter removed too: %s", line)
+		}
+		for _, secret := range []string{"SECRET", "Bearer", "session="} {
+			if strings.Contains(pe.Logs(), secret) {
+				t.Errorf("logs contain %q", secret)
+			}
+		}
+	})
+
+	t.Run("metrics listener has certificate and request metrics", func(t *testing.T) {
+		// The internal certificate is obtained at startup; the expiry gauge
+		// is read from Caddy's cache at scrape time.
+		var body string
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp, b := do(t, http.DefaultClient, "GET", pe.metricsURL("/metrics"), nil, nil)
+			body = string(b)
+			if resp.StatusCode == 200 && strings.Contains(body, `edge_tls_certificate_not_after_timestamp_seconds{name="localhost"}`) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no certificate expiry metric for localhost:\n%s", grep(body, "edge_tls"))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		for _, want := range []string{
+			`edge_tls_certificate_operations_total{operation="obtain",result="success"} 1`,
+			`edge_tls_certificate_operations_total{operation="renew",result="failure"} 0`,
+			`caddy_http_requests_total`,
+			`caddy_http_request_duration_seconds`,
+		} {
+			if !strings.Contains(body, want) {
+				t.Errorf("metrics lack %q:\n%s", want, grep(body, "edge_tls"))
+			}
+		}
+	})
+
+	t.Run("public site does not serve metrics", func(t *testing.T) {
+		for _, p := range []string{"/metrics", "/api/metrics"} {
+			_, b := do(t, c, "GET", pe.url(p), nil, nil)
+			if strings.Contains(string(b), "caddy_http_requests_total") || strings.Contains(string(b), "edge_tls_") {
+				t.Errorf("public %s serves metrics", p)
+			}
+		}
+	})
+
+	t.Run("health reports edge, app and certificate", func(t *testing.T) {
+		for _, u := range []string{pe.url("/health"), pe.metricsURL("/health")} {
+			cl := c
+			if strings.HasPrefix(u, "http:") {
+				cl = http.DefaultClient
+			}
+			resp, b := do(t, cl, "GET", u, nil, nil)
+			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/health+json" {
+				t.Fatalf("%s: %d %q", u, resp.StatusCode, resp.Header.Get("Content-Type"))
+			}
+			var rep struct {
+				Status string `json:"status"`
+				Checks map[string][]struct {
+					ComponentID   string  `json:"componentId"`
+					Status        string  `json:"status"`
+					ObservedValue float64 `json:"observedValue"`
+				} `json:"checks"`
+			}
+			if err := json.Unmarshal(b, &rep); err != nil {
+				t.Fatal(err)
+			}
+			// Caddy's internal CA issues 12-hour certificates: under the
+			// 14-day threshold, so the answer is an honest warn.
+			if rep.Status != "warn" {
+				t.Errorf("%s status = %q, want warn (short-lived internal cert): %s", u, rep.Status, b)
+			}
+			if app := rep.Checks["app:readiness"]; len(app) != 1 || app[0].Status != "pass" || app[0].ObservedValue != 1 {
+				t.Errorf("app:readiness = %+v", app)
+			}
+			certs := rep.Checks["certificate:expiry"]
+			if len(certs) != 1 || certs[0].ComponentID != "localhost" || certs[0].Status != "warn" ||
+				certs[0].ObservedValue <= 0 || certs[0].ObservedValue > 1 {
+				t.Errorf("certificate:expiry = %+v, want localhost with under a day left", certs)
+			}
+			if strings.Contains(string(b), app.addr) {
+				t.Errorf("health names the upstream: %s", b)
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if out, err := pe.Run(ctx, "healthcheck", "--url", pe.metricsURL("/health")); err != nil {
+			t.Errorf("healthcheck: %v\n%s", err, out)
+		}
+	})
+}
+
+// TestReloadUnderLoad reloads the config repeatedly while clients keep
+// requesting the API, the UI and /health: not one request may fail.
+func TestReloadUnderLoad(t *testing.T) {
+	app := startStubApp(t)
+	env, pe := defaultEnv(t, app.addr)
+	env["RATE_LIMIT_API_EVENTS"] = "1000000"
+	env["RATE_LIMIT_STATIC_EVENTS"] = "1000000"
+	startProdEdge(t, env, pe)
+
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := pe.client("127.0.0.1")
+			paths := []string{"/api/v1/datasets", "/", "/health"}
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p := paths[(n+i)%len(paths)]
+				resp, err := c.Get(pe.url(p))
+				if err == nil {
+					_, err = readAllClose(resp)
+					if err == nil && resp.StatusCode != 200 {
+						err = fmt.Errorf("%s: status %d", p, resp.StatusCode)
+					}
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err.Error())
+					continue
+				}
+				ok.Add(1)
+			}
+		}()
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for i := range 3 {
+		// Let requests flow between reloads.
+		target := ok.Load() + 50
+		for ok.Load() < target && failed.Load() == 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		env := append([]string(nil), pe.Env...)
+		// A real change each time, so Caddy does not skip an identical config.
+		env = append(env, fmt.Sprintf("RATE_LIMIT_API_WINDOW=%dm", 2+i))
+		out, err := runEdge(ctx, env, "reload", "--config", pe.Config, "--adapter", "caddyfile", "--address", pe.AdminAddr)
+		if err != nil {
+			t.Fatalf("reload %d: %v\n%s", i+1, err, out)
+		}
+	}
+	target := ok.Load() + 50
+	for ok.Load() < target && failed.Load() == 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stop)
+	wg.Wait()
+	if _, err := pe.WaitLog(10*time.Second, "load complete"); err != nil {
+		t.Errorf("no config load logged: %v", err)
+	}
+	if n := strings.Count(pe.Logs(), `"msg":"load complete"`); n < 3 {
+		t.Errorf("%d config reloads logged, want 3", n)
+	}
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d requests failed during reloads; first: %v", failed.Load(), failed.Load()+ok.Load(), firstErr.Load())
+	}
+	t.Logf("%d requests across 3 reloads, none failed", ok.Load())
+}
+
+func readAllClose(resp *http.Response) ([]byte, error) {
+	defer resp.Body.Close()
+	return io.ReadAll(resp.Body)
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
