@@ -501,7 +501,7 @@ func TestTooManyLabels(t *testing.T) {
 
 func TestStats(t *testing.T) {
 	recs := []string{
-		`{"messages":[{"role":"system","content":"ab"},{"role":"user","content":"héllo"},{"role":"assistant","content":"日本"}]}`, // 2+5+2 = 9
+		`{"messages":[{"role":"system","content":"ab"},{"role":"user","content":"héllo"},{"role":"assistant","content":"日本"}]}`,                               // 2+5+2 = 9
 		`{"messages":[{"role":"user","content":"a"},{"role":"assistant","content":"b"},{"role":"user","content":"c"},{"role":"assistant","content":"dddd"}]}`, // 7
 	}
 	for range 8 {
