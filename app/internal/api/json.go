@@ -61,7 +61,7 @@ func jsonProblem(err error) error {
 	case errors.As(err, &typ):
 		field := typ.Field
 		if field == "" {
-			return problem.New(problem.CodeInvalid, "request body must be a JSON %s, got %s", jsonKind(typ.Type.Kind().String()), typ.Value)
+			return problem.New(problem.CodeInvalid, "request body must be %s, got %s", jsonKind(typ.Type.Kind().String()), typ.Value)
 		}
 		return problem.New(problem.CodeInvalid, "field %q must be %s, got %s", field, jsonKind(typ.Type.Kind().String()), typ.Value).
 			WithDetails(problem.Detail{Field: field, Issue: fmt.Sprintf("must be %s, got %s", jsonKind(typ.Type.Kind().String()), typ.Value)})

@@ -9,7 +9,8 @@ func (a *API) routes() {
 	a.route(http.MethodGet, "/readyz", a.readyz)
 	a.route(http.MethodGet, "/api/v1/whoami", a.whoami)
 
-	// Domain routes (datasets, jobs, models) are added below.
+	// Domain routes (datasets, jobs, job events, models): see training.go.
+	a.trainingRoutes()
 }
 
 // whoami tells a client which token it is using: the cheapest way to check
