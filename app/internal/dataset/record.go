@@ -207,8 +207,18 @@ func checkChat(obj map[string]json.RawMessage, h *maphash.Hash) (example, *recor
 	if raw[0] != '[' {
 		return example{}, issuef(CodeSchemaMismatch, `field "messages" must be an array of messages, got %s`, kindOf(raw))
 	}
-	var msgs []json.RawMessage
+	// One decode of the whole array; a message that is not an object fails
+	// it, and is then located by decoding the elements one by one.
+	var msgs []map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &msgs); err != nil {
+		var elems []json.RawMessage
+		if json.Unmarshal(raw, &elems) == nil {
+			for i, m := range elems {
+				if m[0] != '{' {
+					return example{}, issuef(CodeSchemaMismatch, `messages[%d] must be an object with "role" and "content", got %s`, i, kindOf(m))
+				}
+			}
+		}
 		return example{}, issuef(CodeSchemaMismatch, `field "messages" must be an array of messages`)
 	}
 	if len(msgs) == 0 {
@@ -216,14 +226,10 @@ func checkChat(obj map[string]json.RawMessage, h *maphash.Hash) (example, *recor
 	}
 	var ex example
 	want, last := roleUser, ""
-	for i, m := range msgs {
-		field := fmt.Sprintf("messages[%d]", i)
-		if len(m) == 0 || m[0] != '{' {
-			return example{}, issuef(CodeSchemaMismatch, `%s must be an object with "role" and "content", got %s`, field, kindOf(m))
-		}
-		var msg map[string]json.RawMessage
-		if err := json.Unmarshal(m, &msg); err != nil {
-			return example{}, issuef(CodeSchemaMismatch, `%s must be an object with "role" and "content"`, field)
+	for i, msg := range msgs {
+		field := "messages[" + strconv.Itoa(i) + "]"
+		if msg == nil { // a null element
+			return example{}, issuef(CodeSchemaMismatch, `%s must be an object with "role" and "content", got null`, field)
 		}
 		role, issue := requiredString(msg, "role", field+".")
 		if issue != nil {
@@ -275,7 +281,8 @@ func checkInstruction(obj map[string]json.RawMessage, h *maphash.Hash) (example,
 		if raw[0] != '"' {
 			return example{}, issuef(CodeSchemaMismatch, `field "input" must be a string, got %s`, kindOf(raw))
 		}
-		if err := json.Unmarshal(raw, &input); err != nil {
+		var ok bool
+		if input, ok = decodeString(raw); !ok {
 			return example{}, issuef(CodeSchemaMismatch, `field "input" must be a string`)
 		}
 	}
@@ -303,7 +310,8 @@ func checkTextLabel(obj map[string]json.RawMessage, h *maphash.Hash, opts Option
 	var label string
 	switch c := raw[0]; {
 	case c == '"':
-		if err := json.Unmarshal(raw, &label); err != nil {
+		var ok bool
+		if label, ok = decodeString(raw); !ok {
 			return example{}, issuef(CodeSchemaMismatch, `field "label" must be a string or an integer`)
 		}
 		if strings.TrimSpace(label) == "" {
@@ -337,14 +345,26 @@ func requiredString(obj map[string]json.RawMessage, key, prefix string) (string,
 	if raw[0] != '"' {
 		return "", issuef(CodeSchemaMismatch, `field "%s%s" must be a string, got %s`, prefix, key, kindOf(raw))
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
+	s, ok := decodeString(raw)
+	if !ok {
 		return "", issuef(CodeSchemaMismatch, `field "%s%s" must be a string`, prefix, key)
 	}
 	if strings.TrimSpace(s) == "" {
 		return "", issuef(CodeEmptyField, `field "%s%s" is empty`, prefix, key)
 	}
 	return s, nil
+}
+
+// decodeString decodes a JSON string literal. Most strings have no escape,
+// and those are sliced directly: the record is already known to be valid
+// JSON and valid UTF-8.
+func decodeString(raw json.RawMessage) (string, bool) {
+	if len(raw) >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), true
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err == nil
 }
 
 func isNull(raw json.RawMessage) bool { return bytes.Equal(raw, []byte("null")) }

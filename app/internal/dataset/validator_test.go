@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -617,5 +618,21 @@ func TestReportJSON(t *testing.T) {
 		if _, ok := stats[k]; !ok {
 			t.Errorf("stats JSON lacks %q: %s", k, b)
 		}
+	}
+}
+
+// TestAbandonedValidatorLeaksNothing documents that a validator runs no
+// goroutine: an upload cut off half-way can drop it without calling Finish.
+func TestAbandonedValidatorLeaksNothing(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for range 100 {
+		v := NewValidator(Options{})
+		in := []byte(lines(textLabels(10)...))
+		if _, err := v.Write(in[:len(in)/2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := runtime.NumGoroutine(); after > before {
+		t.Errorf("got %d goroutines after abandoning validators, want at most %d", after, before)
 	}
 }
