@@ -136,7 +136,8 @@ func New(cfg Config) *Client {
 	return &Client{cfg: cfg, base: base}
 }
 
-// Configured reports whether the client has credentials to call Kaggle with.
+// Configured reports whether the client has credentials to call Kaggle with:
+// a username (the owner of what we create) and either a key or a token.
 func (c *Client) Configured() bool {
 	return c.cfg.Username != "" && (c.cfg.Key != "" || c.cfg.Token != "")
 }
@@ -209,6 +210,9 @@ func (c *Client) doJSON(ctx context.Context, cl call, decode func([]byte) error)
 // the caller must close.
 func (c *Client) do(ctx context.Context, cl call) (*http.Response, error) {
 	if !c.Configured() {
+		if c.cfg.Token != "" {
+			return nil, &APIError{Op: cl.op, Err: fmt.Errorf("%w: KAGGLE_USERNAME is required with KAGGLE_API_TOKEN (it owns the datasets and kernels)", ErrNotConfigured)}
+		}
 		return nil, &APIError{Op: cl.op, Err: ErrNotConfigured}
 	}
 	if c.base == nil {

@@ -295,6 +295,18 @@ func TestFailureClassification(t *testing.T) {
 			path: "/", wantIs: kaggle.ErrNotConfigured, wantCalls: 0,
 		},
 		{
+			name:  "token without username is not configured",
+			tweak: func(c *kaggle.Config) { c.Username, c.Key, c.Token = "", "", kaggletest.DefaultToken },
+			call: func(ctx context.Context, c *kaggle.Client) error {
+				_, err := c.KernelStatus(ctx, "someone", "k-one")
+				if err != nil && !strings.Contains(err.Error(), "KAGGLE_USERNAME is required") {
+					return errors.New("message does not name KAGGLE_USERNAME: " + err.Error())
+				}
+				return err
+			},
+			path: "/", wantIs: kaggle.ErrNotConfigured, wantCalls: 0,
+		},
+		{
 			name: "a name that would change the path is refused locally",
 			call: func(ctx context.Context, c *kaggle.Client) error {
 				_, err := c.DatasetStatus(ctx, kaggletest.DefaultUsername, "../../kernels/push")
