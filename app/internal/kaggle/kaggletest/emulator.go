@@ -108,11 +108,16 @@ type Fault struct {
 	Times int
 
 	used int
+	mu   *sync.Mutex // the emulator's, once injected
 }
 
 // RetryAfter sets the Retry-After header value (seconds or HTTP-date) and
-// returns f for chaining.
+// returns f for chaining. Safe while requests are being served.
 func (f *Fault) RetryAfter(v string) *Fault {
+	if f.mu != nil {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+	}
 	f.RetryAfterValue = v
 	return f
 }
@@ -294,6 +299,7 @@ func (e *Emulator) Inject(f Fault) *Fault {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	fp := &f
+	fp.used, fp.mu = 0, &e.mu
 	e.faults = append(e.faults, fp)
 	return fp
 }
