@@ -151,11 +151,15 @@ func (c *Checker) Ready(ctx context.Context) Report {
 
 func (c *Checker) run(ctx context.Context) Report {
 	results := make([]Result, len(c.checks))
+	errs := make([]error, len(c.checks))
 	var wg sync.WaitGroup
 	for i, ch := range c.checks {
-		wg.Go(func() { results[i] = c.runOne(ctx, ch) })
+		wg.Go(func() { results[i], errs[i] = c.runOne(ctx, ch) })
 	}
 	wg.Wait()
+	for i, ch := range c.checks {
+		c.logTransition(ch.Name, results[i].Status, errs[i])
+	}
 	rep := Report{Status: Pass, Version: c.opts.Version, ReleaseID: c.opts.ReleaseID, Checks: map[string][]Result{}}
 	for i, ch := range c.checks {
 		r := results[i]
@@ -170,7 +174,7 @@ func (c *Checker) run(ctx context.Context) Report {
 	return rep
 }
 
-func (c *Checker) runOne(ctx context.Context, ch Check) Result {
+func (c *Checker) runOne(ctx context.Context, ch Check) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Timeout)
 	defer cancel()
 	start := c.opts.Now()
@@ -197,17 +201,22 @@ func (c *Checker) runOne(ctx context.Context, ch Check) Result {
 	if r.Status == Fail && !ch.Critical {
 		r.Status = Warn
 	}
-	if prev, seen := c.last[ch.Name]; !seen || prev != r.Status {
-		c.last[ch.Name] = r.Status
-		if r.Status == Pass {
-			if seen {
-				c.log.Info("health check recovered", "check", ch.Name)
-			}
-		} else {
-			c.log.Warn("health check not passing", "check", ch.Name, "status", string(r.Status), "error", errString(err))
-		}
+	return r, err
+}
+
+// logTransition logs a check's status when it changes, with the real
+// error for operators (clients only ever see the generic output).
+func (c *Checker) logTransition(name string, status Status, err error) {
+	prev, seen := c.last[name]
+	if seen && prev == status {
+		return
 	}
-	return r
+	c.last[name] = status
+	if status != Pass {
+		c.log.Warn("health check not passing", "check", name, "status", string(status), "error", errString(err))
+	} else if seen {
+		c.log.Info("health check recovered", "check", name)
+	}
 }
 
 // runSafely turns a panicking check into a failure rather than a crash.
