@@ -535,8 +535,8 @@ func (v *Validator) warnings(r *Report) []Issue {
 				more = fmt.Sprintf(" and %d more", len(rare)-shown)
 			}
 			ws = append(ws, Issue{Code: CodeRareLabels, Message: fmt.Sprintf(
-				"%d label classes have under %g %% of the examples: %s%s; the model will rarely predict them",
-				len(rare), 100*v.opts.RareLabelRatio, strings.Join(parts, ", "), more)})
+				"%s under %g %% of the examples: %s%s; the model will rarely predict them",
+				plural(len(rare), "label class has", "label classes have"), 100*v.opts.RareLabelRatio, strings.Join(parts, ", "), more)})
 		}
 	}
 	if len(v.ignored) > 0 {
@@ -546,9 +546,17 @@ func (v *Validator) warnings(r *Report) []Issue {
 		}
 		names := v.ignored[:min(len(v.ignored), maxIgnoredNames)]
 		ws = append(ws, Issue{Code: CodeIgnoredFields, Message: fmt.Sprintf(
-			"%d records have fields training ignores: %s%s", v.ignoredRecords, strings.Join(names, ", "), more)})
+			"%s fields training ignores: %s%s", plural(v.ignoredRecords, "record has", "records have"), strings.Join(names, ", "), more)})
 	}
 	return ws
+}
+
+// plural writes "1 record has" or "3 records have".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 func (v *Validator) fileError(code Code, msg string) {

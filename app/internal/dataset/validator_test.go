@@ -470,7 +470,7 @@ func TestWarnings(t *testing.T) {
 		if len(r.Warnings) != 1 || r.Warnings[0].Code != CodeRareLabels {
 			t.Fatalf("got warnings %+v, want one rare_labels", r.Warnings)
 		}
-		if want := `1 label classes have under 1 % of the examples: "spam" (1)`; !strings.Contains(r.Warnings[0].Message, want) {
+		if want := `1 label class has under 1 % of the examples: "spam" (1)`; !strings.Contains(r.Warnings[0].Message, want) {
 			t.Errorf("got %q, want it to contain %q", r.Warnings[0].Message, want)
 		}
 		if got := r.Stats.LabelDistribution; got["7"] != 2 || got["spam"] != 1 || got["pos"]+got["neg"] != 197 {
