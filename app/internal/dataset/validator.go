@@ -381,7 +381,11 @@ func (v *Validator) scanArrayRecord(p []byte) []byte {
 		case '{', '[':
 			v.depth++
 		case '}':
-			v.depth--
+			// A stray } must not push the depth below zero, or the commas
+			// that follow would stop separating records.
+			if v.depth > 0 {
+				v.depth--
+			}
 		case ']':
 			if v.depth > 0 {
 				v.depth--

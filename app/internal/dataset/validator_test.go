@@ -294,6 +294,17 @@ func TestLocations(t *testing.T) {
 			t.Errorf("got %q, want the line of the trailing data", r.Errors[0].Message)
 		}
 	})
+	t.Run("stray closing brace", func(t *testing.T) {
+		in := "[}," + strings.Repeat(ok+",", 9) + "\n" + ok + "}," + ok + "]"
+		r := validate(t, in, Options{})
+		assertLocations(t, r, []Issue{
+			{Code: CodeMalformedJSON, Line: 1, Record: 1},
+			{Code: CodeMalformedJSON, Line: 2, Record: 11},
+		})
+		if r.Stats.Examples != 10 {
+			t.Errorf("got %d examples, want 10", r.Stats.Examples)
+		}
+	})
 	t.Run("brackets and commas inside strings", func(t *testing.T) {
 		tricky := `{"text":"a, [b] {c} \"d,]\" \\","label":"pos"}`
 		in := "[" + strings.Repeat(tricky+",", 9) + tricky + "]"
