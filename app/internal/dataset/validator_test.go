@@ -97,6 +97,45 @@ func TestFixtures(t *testing.T) {
 	}
 }
 
+// TestFixtureErrors checks files mixing many problems, located exactly.
+func TestFixtureErrors(t *testing.T) {
+	t.Run("errors.jsonl", func(t *testing.T) {
+		r := validate(t, string(readFixture(t, "errors.jsonl")), Options{})
+		assertLocations(t, r, []Issue{
+			{Code: CodeInvalidUTF8, Line: 4, Record: 4},
+			{Code: CodeSchemaMismatch, Line: 5, Record: 5},
+			{Code: CodeNotObject, Line: 6, Record: 6},
+			{Code: CodeEmptyField, Line: 7, Record: 7},
+			{Code: CodeInvalidValue, Line: 8, Record: 8},
+			{Code: CodeMalformedJSON, Line: 9, Record: 9},
+			{Code: CodeMalformedJSON, Line: 10, Record: 10},
+			{Code: CodeSchemaMismatch, Line: 12, Record: 11},
+		})
+		if r.Format != FormatJSONL || r.Schema != SchemaTextLabel || r.Stats.Records != 19 || r.Stats.Examples != 11 {
+			t.Errorf("got %s %s, %d records, %d examples; want jsonl text_label, 19, 11", r.Format, r.Schema, r.Stats.Records, r.Stats.Examples)
+		}
+		if len(r.Warnings) != 1 || r.Warnings[0].Code != CodeDuplicates || r.Stats.DuplicateRatio != 10.0/11 {
+			t.Errorf("got ratio %v warnings %+v, want 10/11 and a duplicates warning", r.Stats.DuplicateRatio, r.Warnings)
+		}
+	})
+	t.Run("broken_array.json", func(t *testing.T) {
+		r := validate(t, string(readFixture(t, "broken_array.json")), Options{})
+		assertLocations(t, r, []Issue{
+			{Code: CodeArrayNotClosed},
+			{Code: CodeTooFewExamples},
+			{Code: CodeEmptyRecord, Line: 2, Record: 1},
+			{Code: CodeEmptyRecord, Line: 6, Record: 7},
+			{Code: CodeMalformedJSON, Line: 7, Record: 8},
+			{Code: CodeMalformedJSON, Line: 7, Record: 9},
+			{Code: CodeNotObject, Line: 8, Record: 10},
+			{Code: CodeMalformedJSON, Line: 9, Record: 12},
+		})
+		if r.Stats.Examples != 6 || r.Stats.Records != 12 {
+			t.Errorf("got %d examples of %d records, want 6 of 12", r.Stats.Examples, r.Stats.Records)
+		}
+	})
+}
+
 func TestSniffing(t *testing.T) {
 	ten := textLabels(10)
 	tests := []struct {
