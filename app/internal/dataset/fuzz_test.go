@@ -52,6 +52,9 @@ func checkInvariants(t *testing.T, r *Report) {
 	if !json.Valid(b) {
 		t.Fatalf("report JSON invalid: %s", b)
 	}
+	if bad := jsonbUnsafe(b); bad != "" {
+		t.Fatalf("report holds %s, which jsonb rejects: %s", bad, b)
+	}
 	if r.Valid != (r.ErrorCount == 0) || r.ErrorCount < len(r.Errors) {
 		t.Fatalf("valid=%v with %d errors, %d listed", r.Valid, r.ErrorCount, len(r.Errors))
 	}

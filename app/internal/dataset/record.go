@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -317,6 +318,10 @@ func checkTextLabel(obj map[string]json.RawMessage, h *maphash.Hash, opts Option
 		if strings.TrimSpace(label) == "" {
 			return example{}, issuef(CodeEmptyField, `field "label" is empty`)
 		}
+		if strings.IndexByte(label, 0) >= 0 {
+			// Labels become keys of the stored report, and jsonb rejects NUL.
+			return example{}, issuef(CodeInvalidValue, `field "label" contains a NUL character (\u0000)`)
+		}
 		if n := utf8.RuneCountInString(label); n > opts.MaxLabelChars {
 			return example{}, issuef(CodeInvalidValue, `field "label" has %d characters; at most %d are allowed (labels are class names)`, n, opts.MaxLabelChars)
 		}
@@ -414,8 +419,11 @@ func (v *Validator) addPreview(raw []byte) {
 		return
 	}
 	var out bytes.Buffer
+	// A record without escapes is kept as written, compacted. Escapes go
+	// through decoding: Postgres jsonb, where reports are stored, rejects
+	// \u0000 and lone surrogates such as \ud800, which JSON allows.
 	if len(raw) <= 4*v.opts.PreviewRecordBytes {
-		if err := json.Compact(&out, raw); err == nil && out.Len() <= v.opts.PreviewRecordBytes {
+		if err := json.Compact(&out, raw); err == nil && out.Len() <= v.opts.PreviewRecordBytes && !bytes.Contains(out.Bytes(), []byte(`\u`)) {
 			v.preview = append(v.preview, out.Bytes())
 			return
 		}
@@ -426,7 +434,7 @@ func (v *Validator) addPreview(raw []byte) {
 	if err := dec.Decode(&val); err != nil {
 		return
 	}
-	for _, limit := range []int{500, 100, 20} {
+	for _, limit := range []int{math.MaxInt, 500, 100, 20} {
 		b, err := json.Marshal(shorten(val, limit))
 		if err == nil && len(b) <= v.opts.PreviewRecordBytes {
 			v.preview = append(v.preview, b)
@@ -436,11 +444,12 @@ func (v *Validator) addPreview(raw []byte) {
 	v.preview = append(v.preview, []byte(`{"preview_truncated":true}`))
 }
 
-// shorten cuts strings to limit characters and arrays to limit/10+1 items.
+// shorten cuts strings to limit characters and arrays to limit/10+1 items,
+// and replaces NUL characters, which jsonb cannot store.
 func shorten(val any, limit int) any {
 	switch t := val.(type) {
 	case string:
-		return truncate(t, limit)
+		return strings.ReplaceAll(truncate(t, limit), "\x00", "\uFFFD")
 	case []any:
 		n := min(len(t), limit/10+1)
 		out := make([]any, n)
@@ -451,7 +460,7 @@ func shorten(val any, limit int) any {
 	case map[string]any:
 		out := make(map[string]any, len(t))
 		for k, e := range t {
-			out[truncate(k, limit)] = shorten(e, limit)
+			out[shorten(k, limit).(string)] = shorten(e, limit)
 		}
 		return out
 	}

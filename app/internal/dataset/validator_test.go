@@ -589,6 +589,46 @@ func TestPreview(t *testing.T) {
 	}
 }
 
+// TestReportStorableAsJSONB checks that escapes Postgres jsonb rejects
+// (\u0000, lone surrogates) never reach the report, whatever the records hold.
+func TestReportStorableAsJSONB(t *testing.T) {
+	recs := textLabels(11)
+	recs[0] = `{"text":"nul \u0000 and lone \ud800 surrogate","label":"pos","\u0000key":1}`
+	recs[1] = `{"text":"fine","label":"bad\u0000label"}`
+	r := validate(t, lines(recs...), Options{})
+	assertLocations(t, r, []Issue{{Code: CodeInvalidValue, Line: 2, Record: 2}})
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bad := jsonbUnsafe(b); bad != "" {
+		t.Fatalf("report holds %s, which jsonb rejects: %s", bad, b)
+	}
+	if want := `{"\uFFFDkey":1`; !strings.Contains(string(r.Preview[0]), "nul \uFFFD and lone \uFFFD surrogate") || !strings.Contains(string(r.Preview[0]), "\uFFFDkey") {
+		t.Errorf("got preview %s, want NUL and the lone surrogate replaced by U+FFFD (%s)", r.Preview[0], want)
+	}
+}
+
+// jsonbUnsafe returns the first \u0000 or lone-surrogate escape in a JSON
+// text, or "".
+func jsonbUnsafe(b []byte) string {
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' || i+1 >= len(b) {
+			continue
+		}
+		i++
+		if b[i] != 'u' || i+4 >= len(b) {
+			continue
+		}
+		hex := strings.ToLower(string(b[i+1 : i+5]))
+		if hex == "0000" || (hex >= "d800" && hex <= "dfff") {
+			return `\u` + hex
+		}
+		i += 4
+	}
+	return ""
+}
+
 func TestChunkBoundaries(t *testing.T) {
 	entries, err := os.ReadDir("testdata")
 	if err != nil {
