@@ -42,16 +42,18 @@ type trainingFixture struct {
 	token  string
 	cfg    config.Config
 	logs   *syncBuffer
+	dsn    string
 	closed bool
 }
 
 const testUploadLimit = 64 << 10
 
-func newTrainingFixture(t *testing.T, withKaggle bool) *trainingFixture {
+func newTrainingFixture(t testing.TB, withKaggle bool) *trainingFixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	st, err := store.Open(ctx, store.Options{URL: testenv.NewDatabase(t), Migrate: true}, slog.New(slog.DiscardHandler))
+	dsn := testenv.NewDatabase(t)
+	st, err := store.Open(ctx, store.Options{URL: dsn, Migrate: true}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +94,7 @@ func newTrainingFixture(t *testing.T, withKaggle bool) *trainingFixture {
 	logs := &syncBuffer{}
 	a := New(Deps{Config: cfg, Log: slog.New(slog.NewJSONHandler(logs, nil)), Auth: auth.New(st), Store: st, Blob: b})
 	srv := httptest.NewServer(a.Handler())
-	f := &trainingFixture{api: a, srv: srv, store: st, blob: b, emu: emu, token: m.Plaintext, cfg: cfg, logs: logs}
+	f := &trainingFixture{api: a, srv: srv, store: st, blob: b, emu: emu, token: m.Plaintext, cfg: cfg, logs: logs, dsn: dsn}
 	t.Cleanup(func() {
 		if !f.closed {
 			a.BeginShutdown()
