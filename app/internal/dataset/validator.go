@@ -532,7 +532,7 @@ func (v *Validator) warnings(r *Report) []Issue {
 			const shown = 10
 			parts := make([]string, 0, shown)
 			for _, l := range rare[:min(shown, len(rare))] {
-				parts = append(parts, fmt.Sprintf("%q (%d)", l, v.labels[l]))
+				parts = append(parts, fmt.Sprintf("%s (%d)", quoteShort(l), v.labels[l]))
 			}
 			more := ""
 			if len(rare) > shown {
