@@ -6,6 +6,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/finetune-studio/finetune-studio/app/internal/problem"
 	"github.com/finetune-studio/finetune-studio/app/internal/training"
@@ -126,9 +127,9 @@ func (h *trainingHandlers) listDatasets(w http.ResponseWriter, r *http.Request) 
 		return err
 	}
 	name := q.Get("name")
-	if len(name) > 200 {
-		return problem.New(problem.CodeInvalid, "the name filter is longer than 200 characters").
-			WithDetails(problem.Detail{Field: "name", Issue: "must be at most 200 characters"})
+	if len(name) > 800 || utf8.RuneCountInString(name) > 200 || !utf8.ValidString(name) || strings.ContainsRune(name, 0) {
+		return problem.New(problem.CodeInvalid, "the name filter must be UTF-8 text of at most 200 characters").
+			WithDetails(problem.Detail{Field: "name", Issue: "must be UTF-8 text of at most 200 characters"})
 	}
 	ds, next, err := h.svc.ListDatasets(r.Context(), name, p)
 	if err != nil {

@@ -432,6 +432,10 @@ func TestJobRequestsAreValidated(t *testing.T) {
 		{"/api/v1/models/" + training.NewID(), 404, "no model"},
 		{"/api/v1/models/" + training.NewID() + "/archive", 404, "no model"},
 		{"/api/v1/datasets/" + training.NewID(), 404, "no dataset"},
+		{"/api/v1/datasets?name=%00", 400, "name filter"},
+		{"/api/v1/datasets?name=%ff%fe", 400, "name filter"},
+		{"/api/v1/datasets?name=" + strings.Repeat("x", 201), 400, "name filter"},
+		{"/api/v1/datasets/" + training.NewID() + "%00", 400, "malformed dataset id"},
 	} {
 		resp, b := f.request(t, http.MethodGet, tt.path, nil)
 		expectProblem(t, resp, b, tt.status, tt.want)
