@@ -726,3 +726,34 @@ func TestAbandonedValidatorLeaksNothing(t *testing.T) {
 		t.Errorf("got %d goroutines after abandoning validators, want at most %d", after, before)
 	}
 }
+
+// TestMemoryDoesNotFollowRecordSize streams a 64 MiB line and a 64 MiB array
+// element: the validator allocates for a buffer growing to MaxRecordBytes
+// (1 MiB; a few MiB in all with append's growth copies), not for the record.
+// Allocation counts are deterministic, unlike timings.
+func TestMemoryDoesNotFollowRecordSize(t *testing.T) {
+	chunk := bytes.Repeat([]byte("a"), 32<<10)
+	for _, tc := range []struct{ name, head, tail string }{
+		{"jsonl", `{"text":"`, `","label":"pos"}` + "\n"},
+		{"array", `[{"text":"`, `","label":"pos"}]`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := NewValidator(Options{})
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			v.Write([]byte(tc.head))
+			for range (64 << 20) / len(chunk) {
+				v.Write(chunk)
+			}
+			v.Write([]byte(tc.tail))
+			runtime.ReadMemStats(&after)
+			r := v.Finish()
+			if got := after.TotalAlloc - before.TotalAlloc; got > 8<<20 {
+				t.Errorf("allocated %d bytes for a 64 MiB record, want under 8 MiB", got)
+			}
+			if len(r.Errors) < 1 || r.Errors[len(r.Errors)-1].Code != CodeRecordTooLarge {
+				t.Errorf("got errors %+v, want record_too_large", r.Errors)
+			}
+		})
+	}
+}
