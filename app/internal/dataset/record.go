@@ -49,7 +49,7 @@ func (v *Validator) checkRecord(raw []byte, line, rec int) {
 	var obj map[string]json.RawMessage
 	err := json.Unmarshal(raw, &obj)
 	if syn := (*json.SyntaxError)(nil); errors.As(err, &syn) {
-		v.recordError(CodeMalformedJSON, line, rec, v.syntaxMessage(syn))
+		v.recordError(CodeMalformedJSON, line, rec, v.syntaxMessage(syn, raw, line))
 		return
 	}
 	if raw[0] != '{' {
@@ -103,8 +103,15 @@ func (v *Validator) checkRecord(raw []byte, line, rec int) {
 	v.noteIgnored(obj, schema)
 }
 
-func (v *Validator) syntaxMessage(syn *json.SyntaxError) string {
+// syntaxMessage explains a syntax error; in a pretty-printed array record it
+// also names the line of the error, which may be far from the record's start.
+func (v *Validator) syntaxMessage(syn *json.SyntaxError, raw []byte, line int) string {
 	msg := fmt.Sprintf("malformed JSON at byte %d of the record: %s", syn.Offset, syn.Error())
+	if off := min(max(syn.Offset, 0), int64(len(raw))); off > 0 {
+		if n := bytes.Count(raw[:off-1], []byte("\n")); n > 0 {
+			msg = fmt.Sprintf("malformed JSON on line %d, at byte %d of the record: %s", line+n, syn.Offset, syn.Error())
+		}
+	}
 	if v.format == FormatJSONL && strings.Contains(syn.Error(), "unexpected end of JSON input") {
 		msg += " (JSON Lines needs each record complete on one line; a pretty-printed file must be a JSON array)"
 	}

@@ -316,6 +316,14 @@ func TestLocations(t *testing.T) {
 			t.Errorf("got %d examples, want 11", r.Stats.Examples)
 		}
 	})
+	t.Run("syntax error deep in a pretty-printed record", func(t *testing.T) {
+		in := "[" + strings.Join(textLabels(10), ",") + ",\n{\n  \"text\": \"x\",\n  \"label\" \"pos\"\n}\n]"
+		r := validate(t, in, Options{})
+		assertLocations(t, r, []Issue{{Code: CodeMalformedJSON, Line: 2, Record: 11}})
+		if want := "malformed JSON on line 4, at byte 28 of the record"; !strings.Contains(r.Errors[0].Message, want) {
+			t.Errorf("got %q, want it to contain %q", r.Errors[0].Message, want)
+		}
+	})
 	t.Run("array not closed", func(t *testing.T) {
 		in := "[" + strings.Repeat(ok+",", 10) + `{"text":"tr`
 		r := validate(t, in, Options{})
