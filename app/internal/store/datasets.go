@@ -47,22 +47,7 @@ func likePrefix(s string) string {
 // those whose name starts with namePrefix (case-insensitive), and the
 // cursor of the next page ("" on the last page).
 func (s *Store) ListDatasets(ctx context.Context, namePrefix string, page training.Page) ([]training.Dataset, string, error) {
-	var where []string
-	var args []any
-	if namePrefix != "" {
-		args = append(args, likePrefix(namePrefix))
-		where = append(where, fmt.Sprintf(`lower(name) LIKE $%d`, len(args)))
-	}
-	if page.After != nil {
-		args = append(args, page.After.CreatedAt, page.After.ID)
-		where = append(where, fmt.Sprintf(`(created_at, id) < ($%d, $%d::uuid)`, len(args)-1, len(args)))
-	}
-	q := `SELECT ` + datasetColumns + ` FROM datasets`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, ` AND `)
-	}
-	args = append(args, page.Limit+1)
-	q += fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT $%d`, len(args))
+	q, args := listDatasetsQuery(namePrefix, page)
 	rows, err := s.db.Query(ctx, q, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("listing datasets: %w", mapErr(err))
@@ -86,6 +71,29 @@ func (s *Store) ListDatasets(ctx context.Context, namePrefix string, page traini
 		next = training.Cursor{CreatedAt: last.CreatedAt, ID: last.ID}.Encode()
 	}
 	return out, next, nil
+}
+
+// listDatasetsQuery builds the list query. Served by
+// datasets_created_at_id_idx, or datasets_lower_name_idx with a name filter
+// (TestListQueriesUseTheirIndexes checks the plans).
+func listDatasetsQuery(namePrefix string, page training.Page) (string, []any) {
+	var where []string
+	var args []any
+	if namePrefix != "" {
+		args = append(args, likePrefix(namePrefix))
+		where = append(where, fmt.Sprintf(`lower(name) LIKE $%d`, len(args)))
+	}
+	if page.After != nil {
+		args = append(args, page.After.CreatedAt, page.After.ID)
+		where = append(where, fmt.Sprintf(`(created_at, id) < ($%d, $%d::uuid)`, len(args)-1, len(args)))
+	}
+	q := `SELECT ` + datasetColumns + ` FROM datasets`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	args = append(args, page.Limit+1)
+	q += fmt.Sprintf(` ORDER BY datasets.created_at DESC, datasets.id DESC LIMIT $%d`, len(args))
+	return q, args
 }
 
 // GetDataset returns one dataset with its validation report.

@@ -77,19 +77,7 @@ func (s *Store) InsertJob(ctx context.Context, j training.Job) (training.Job, er
 
 // ListJobs returns a page of jobs, newest first, optionally of one status.
 func (s *Store) ListJobs(ctx context.Context, status training.Status, page training.Page) ([]training.Job, string, error) {
-	// Two literal query shapes rather than one "$1 = '' OR status = $1":
-	// the planner then picks the (status, created_at, id) index for a
-	// filtered list and (created_at, id) for the whole one.
-	q := `SELECT ` + jobColumns + ` FROM jobs WHERE $1 = ''`
-	if status != "" {
-		q = `SELECT ` + jobColumns + ` FROM jobs WHERE status = $1`
-	}
-	args := []any{string(status), page.Limit + 1}
-	if page.After != nil {
-		q += ` AND (created_at, id) < ($3, $4::uuid)`
-		args = append(args, page.After.CreatedAt, page.After.ID)
-	}
-	q += ` ORDER BY created_at DESC, id DESC LIMIT $2`
+	q, args := listJobsQuery(status, page)
 	rows, err := s.db.Query(ctx, q, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("listing jobs: %w", mapErr(err))
@@ -113,6 +101,31 @@ func (s *Store) ListJobs(ctx context.Context, status training.Status, page train
 		next = training.Cursor{CreatedAt: last.CreatedAt, ID: last.ID}.Encode()
 	}
 	return out, next, nil
+}
+
+// listJobsQuery builds the list query: two literal shapes rather than one
+// "$1 = ” OR status = $1", so the planner picks jobs_status_created_at_id_idx
+// for a filtered list and jobs_created_at_id_idx for the whole one
+// (TestListQueriesUseTheirIndexes checks the plans).
+func listJobsQuery(status training.Status, page training.Page) (string, []any) {
+	q := `SELECT ` + jobColumns + ` FROM jobs WHERE $1 = ''`
+	if status != "" {
+		q = `SELECT ` + jobColumns + ` FROM jobs WHERE status = $1`
+	}
+	args := []any{string(status), page.Limit + 1}
+	if page.After != nil {
+		if status != "" {
+			// Equivalent to the form below given status = $1, and a row
+			// comparison over the status index's leading columns, which the
+			// planner can use as one index condition.
+			q += ` AND (status, created_at, id) < ($1, $3, $4::uuid)`
+		} else {
+			q += ` AND (created_at, id) < ($3, $4::uuid)`
+		}
+		args = append(args, page.After.CreatedAt, page.After.ID)
+	}
+	q += ` ORDER BY jobs.created_at DESC, jobs.id DESC LIMIT $2`
+	return q, args
 }
 
 // GetJob returns one job.

@@ -33,7 +33,7 @@ func (s *Store) ListModels(ctx context.Context, page training.Page) ([]training.
 		q += ` WHERE (created_at, id) < ($2, $3::uuid)`
 		args = append(args, page.After.CreatedAt, page.After.ID)
 	}
-	q += ` ORDER BY created_at DESC, id DESC LIMIT $1`
+	q += ` ORDER BY models.created_at DESC, models.id DESC LIMIT $1`
 	rows, err := s.db.Query(ctx, q, args...)
 	if err != nil {
 		return nil, "", fmt.Errorf("listing models: %w", mapErr(err))

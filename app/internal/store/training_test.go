@@ -360,3 +360,76 @@ func TestListJobsFiltersByStatus(t *testing.T) {
 		t.Errorf("unfiltered: %d jobs, err %v", len(all), err)
 	}
 }
+
+// TestListQueriesUseTheirIndexes seeds 10 000 jobs and checks that every
+// list query is answered by an index scan in the list's order: no
+// sequential scan, no sort of the whole table, at any page depth.
+func TestListQueriesUseTheirIndexes(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	if _, err := s.pool.Exec(ctx, `
+		INSERT INTO datasets (id, name, object_key, size_bytes, sha256, format, schema, examples, report, created_at)
+		SELECT gen_random_uuid(), 'Dataset-' || i, 'datasets/seed-' || i, 1, repeat('ab', 32), 'jsonl', 'chat', 10, '{}',
+		       now() - (i || ' minutes')::interval
+		FROM generate_series(1, 2000) AS i;
+		INSERT INTO jobs (id, dataset_id, base_model, hyperparameters, status, created_at, finished_at)
+		SELECT gen_random_uuid(), NULL, 'm', '{}', s.status, now() - (i || ' seconds')::interval,
+		       CASE WHEN s.status IN ('succeeded', 'failed', 'cancelled') THEN now() END
+		FROM generate_series(1, 10000) AS i,
+		     LATERAL (SELECT (ARRAY['queued','uploading','submitted','running','collecting','succeeded','failed','cancelled'])[1 + i % 8] AS status) s;
+		ANALYZE datasets; ANALYZE jobs;`); err != nil {
+		t.Fatal(err)
+	}
+	deep := &training.Cursor{CreatedAt: time.Now().Add(-time.Hour), ID: training.NewID()}
+	tests := []struct {
+		name  string
+		q     string
+		args  []any
+		index string
+	}{
+		{"jobs", "", nil, "jobs_created_at_id_idx"},
+		{"jobs after cursor", "", nil, "jobs_created_at_id_idx"},
+		{"jobs by status", "", nil, "jobs_status_created_at_id_idx"},
+		{"jobs by status after cursor", "", nil, "jobs_status_created_at_id_idx"},
+		{"datasets", "", nil, "datasets_created_at_id_idx"},
+		{"datasets after cursor", "", nil, "datasets_created_at_id_idx"},
+		{"datasets by name prefix", "", nil, "datasets_lower_name_idx"},
+		{"events of a job", `SELECT seq FROM job_events WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`,
+			[]any{training.NewID(), 5, 100}, "job_events_pkey"},
+		{"active jobs of a dataset", `SELECT EXISTS (SELECT 1 FROM jobs WHERE dataset_id = $1 AND status = ANY($2))`,
+			[]any{training.NewID(), unfinished()}, "jobs_dataset_id_idx"},
+	}
+	tests[0].q, tests[0].args = listJobsQuery("", training.Page{Limit: 21})
+	tests[1].q, tests[1].args = listJobsQuery("", training.Page{Limit: 21, After: deep})
+	tests[2].q, tests[2].args = listJobsQuery(training.StatusRunning, training.Page{Limit: 21})
+	tests[3].q, tests[3].args = listJobsQuery(training.StatusRunning, training.Page{Limit: 21, After: deep})
+	tests[4].q, tests[4].args = listDatasetsQuery("", training.Page{Limit: 21})
+	tests[5].q, tests[5].args = listDatasetsQuery("", training.Page{Limit: 21, After: deep})
+	tests[6].q, tests[6].args = listDatasetsQuery("dataset-1999", training.Page{Limit: 21})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rows, err := s.pool.Query(ctx, "EXPLAIN "+tt.q, tt.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var plan []string
+			for rows.Next() {
+				var line string
+				if err := rows.Scan(&line); err != nil {
+					t.Fatal(err)
+				}
+				plan = append(plan, line)
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			text := strings.Join(plan, "\n")
+			if !strings.Contains(text, tt.index) || strings.Contains(text, "Seq Scan") {
+				t.Errorf("plan does not use %s:\n%s", tt.index, text)
+			}
+			if tt.name != "datasets by name prefix" && strings.Contains(text, "Sort") {
+				t.Errorf("plan sorts instead of reading the index in order:\n%s", text)
+			}
+		})
+	}
+}
