@@ -104,7 +104,7 @@ func (s *Store) ListJobs(ctx context.Context, status training.Status, page train
 }
 
 // listJobsQuery builds the list query: two literal shapes rather than one
-// "$1 = ” OR status = $1", so the planner picks jobs_status_created_at_id_idx
+// "no filter OR status = $1", so the planner picks jobs_status_created_at_id_idx
 // for a filtered list and jobs_created_at_id_idx for the whole one
 // (TestListQueriesUseTheirIndexes checks the plans).
 func listJobsQuery(status training.Status, page training.Page) (string, []any) {
