@@ -22,6 +22,11 @@ if [ "$(id -u)" = "0" ]; then
   exec setpriv --reuid=postgres --regid=postgres --init-groups "$0" "$@"
 fi
 
+# A tmpfs /run starts empty: the socket directory is made here, as the
+# official image does.
+mkdir -p /run/postgresql
+chmod 3775 /run/postgresql 2>/dev/null || true
+
 if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
   POSTGRES_PASSWORD=$(<"$POSTGRES_PASSWORD_FILE")
 fi
