@@ -229,8 +229,6 @@ func sniffFailure(c byte, atStart bool) string {
 		return "the file looks gzip-compressed; upload the uncompressed .jsonl or .json file"
 	case atStart && (c == 0xFF || c == 0xFE):
 		return "the file looks UTF-16 encoded; save it as UTF-8"
-	case atStart && c == 'P':
-		return want + " (it looks like a ZIP archive; upload the uncompressed file)"
 	case c >= 0x20 && c < 0x7F:
 		return fmt.Sprintf("%s, found %q", want, rune(c))
 	}

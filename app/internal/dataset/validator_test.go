@@ -192,7 +192,7 @@ func TestSniffMessages(t *testing.T) {
 	tests := []struct{ input, want string }{
 		{"\x1f\x8b\x08", "gzip-compressed"},
 		{"\xFE\xFF\x00[", "UTF-16"},
-		{"PK\x03\x04", "ZIP archive"},
+		{"PK\x03\x04", `found 'P'`},
 		{"\n\n  id,text", `found 'i'`},
 		{"\x00", "found byte 0x00"},
 	}
