@@ -46,7 +46,7 @@ func (v *Validator) checkRecord(raw []byte, line, rec int) {
 		v.recordError(CodeInvalidUTF8, line, rec, fmt.Sprintf("invalid UTF-8 byte 0x%02X at byte %d of the record", raw[off], off+1))
 		return
 	}
-	var obj map[string]json.RawMessage
+	var obj map[string]span
 	err := json.Unmarshal(raw, &obj)
 	if syn := (*json.SyntaxError)(nil); errors.As(err, &syn) {
 		v.recordError(CodeMalformedJSON, line, rec, v.syntaxMessage(syn, raw, line))
@@ -138,7 +138,7 @@ func (v *Validator) addExample(ex example, line, rec int) {
 
 // noteIgnored remembers, in a bounded list, the top-level fields of a valid
 // record that training does not read.
-func (v *Validator) noteIgnored(obj map[string]json.RawMessage, schema Schema) {
+func (v *Validator) noteIgnored(obj map[string]span, schema Schema) {
 	known := fieldsOf(schema)
 	var extra []string
 	for k := range obj {
@@ -174,7 +174,7 @@ func fieldsOf(s Schema) []string {
 
 // guessSchema picks the schema a record is meant to follow from the fields it
 // has, so that the first records get errors specific to that schema.
-func guessSchema(obj map[string]json.RawMessage) Schema {
+func guessSchema(obj map[string]span) Schema {
 	has := func(k string) bool { _, ok := obj[k]; return ok }
 	switch {
 	case has("messages"):
@@ -187,7 +187,7 @@ func guessSchema(obj map[string]json.RawMessage) Schema {
 	return ""
 }
 
-func checkSchema(s Schema, obj map[string]json.RawMessage, h *maphash.Hash, opts Options) (example, *recordIssue) {
+func checkSchema(s Schema, obj map[string]span, h *maphash.Hash, opts Options) (example, *recordIssue) {
 	switch s {
 	case SchemaChat:
 		return checkChat(obj, h)
@@ -207,7 +207,7 @@ const (
 // checkChat enforces what chat templates of common base models require: an
 // optional system message first, then turns alternating user, assistant,
 // user, ..., ending with an assistant reply (the text the model learns).
-func checkChat(obj map[string]json.RawMessage, h *maphash.Hash) (example, *recordIssue) {
+func checkChat(obj map[string]span, h *maphash.Hash) (example, *recordIssue) {
 	raw, ok := obj["messages"]
 	if !ok || isNull(raw) {
 		return example{}, issuef(CodeSchemaMismatch, `missing required field "messages"`)
@@ -217,9 +217,9 @@ func checkChat(obj map[string]json.RawMessage, h *maphash.Hash) (example, *recor
 	}
 	// One decode of the whole array; a message that is not an object fails
 	// it, and is then located by decoding the elements one by one.
-	var msgs []map[string]json.RawMessage
+	var msgs []map[string]span
 	if err := json.Unmarshal(raw, &msgs); err != nil {
-		var elems []json.RawMessage
+		var elems []span
 		if json.Unmarshal(raw, &elems) == nil {
 			for i, m := range elems {
 				if m[0] != '{' {
@@ -235,26 +235,25 @@ func checkChat(obj map[string]json.RawMessage, h *maphash.Hash) (example, *recor
 	var ex example
 	want, last := roleUser, ""
 	for i, msg := range msgs {
-		field := "messages[" + strconv.Itoa(i) + "]"
 		if msg == nil { // a null element
-			return example{}, issuef(CodeSchemaMismatch, `%s must be an object with "role" and "content", got null`, field)
+			return example{}, issuef(CodeSchemaMismatch, `%s must be an object with "role" and "content", got null`, messageField(i))
 		}
-		role, issue := requiredString(msg, "role", field+".")
+		role, issue := requiredString(msg, "role", i)
 		if issue != nil {
 			return example{}, issue
 		}
-		content, issue := requiredString(msg, "content", field+".")
+		content, issue := requiredString(msg, "content", i)
 		if issue != nil {
 			return example{}, issue
 		}
 		switch role {
 		case roleSystem:
 			if i > 0 {
-				return example{}, issuef(CodeInvalidValue, `%s is a system message; a system message is only allowed first`, field)
+				return example{}, issuef(CodeInvalidValue, `%s is a system message; a system message is only allowed first`, messageField(i))
 			}
 		case roleUser, roleAssistant:
 			if role != want {
-				return example{}, issuef(CodeInvalidValue, `%s.role is %q where %q was expected: after an optional system message, turns alternate user, assistant, user, ...`, field, role, want)
+				return example{}, issuef(CodeInvalidValue, `%s.role is %q where %q was expected: after an optional system message, turns alternate user, assistant, user, ...`, messageField(i), role, want)
 			}
 			if want == roleUser {
 				want = roleAssistant
@@ -262,7 +261,7 @@ func checkChat(obj map[string]json.RawMessage, h *maphash.Hash) (example, *recor
 				want = roleUser
 			}
 		default:
-			return example{}, issuef(CodeInvalidValue, `%s.role must be "system", "user" or "assistant", got %s`, field, quoteShort(role))
+			return example{}, issuef(CodeInvalidValue, `%s.role must be "system", "user" or "assistant", got %s`, messageField(i), quoteShort(role))
 		}
 		last = role
 		ex.length += utf8.RuneCountInString(content)
@@ -278,8 +277,8 @@ func checkChat(obj map[string]json.RawMessage, h *maphash.Hash) (example, *recor
 	return ex, nil
 }
 
-func checkInstruction(obj map[string]json.RawMessage, h *maphash.Hash) (example, *recordIssue) {
-	instruction, issue := requiredString(obj, "instruction", "")
+func checkInstruction(obj map[string]span, h *maphash.Hash) (example, *recordIssue) {
+	instruction, issue := requiredString(obj, "instruction", -1)
 	if issue != nil {
 		return example{}, issue
 	}
@@ -294,7 +293,7 @@ func checkInstruction(obj map[string]json.RawMessage, h *maphash.Hash) (example,
 			return example{}, issuef(CodeSchemaMismatch, `field "input" must be a string`)
 		}
 	}
-	output, issue := requiredString(obj, "output", "")
+	output, issue := requiredString(obj, "output", -1)
 	if issue != nil {
 		return example{}, issue
 	}
@@ -306,8 +305,8 @@ func checkInstruction(obj map[string]json.RawMessage, h *maphash.Hash) (example,
 	return example{length: n, hash: h.Sum64()}, nil
 }
 
-func checkTextLabel(obj map[string]json.RawMessage, h *maphash.Hash, opts Options) (example, *recordIssue) {
-	text, issue := requiredString(obj, "text", "")
+func checkTextLabel(obj map[string]span, h *maphash.Hash, opts Options) (example, *recordIssue) {
+	text, issue := requiredString(obj, "text", -1)
 	if issue != nil {
 		return example{}, issue
 	}
@@ -347,30 +346,51 @@ func checkTextLabel(obj map[string]json.RawMessage, h *maphash.Hash, opts Option
 	return example{length: utf8.RuneCountInString(text), hash: h.Sum64(), label: label}, nil
 }
 
+// messageField names the i-th chat message in messages; built only when a
+// message is in error, as it costs an allocation.
+func messageField(i int) string { return "messages[" + strconv.Itoa(i) + "]" }
+
 // requiredString reads obj[key] as a string that must be present and not
-// blank; prefix locates the object in messages ("messages[2].").
-func requiredString(obj map[string]json.RawMessage, key, prefix string) (string, *recordIssue) {
+// blank. obj is the record, or chat message number msg when msg >= 0.
+func requiredString(obj map[string]span, key string, msg int) (string, *recordIssue) {
+	prefix := func() string {
+		if msg < 0 {
+			return ""
+		}
+		return messageField(msg) + "."
+	}
 	raw, ok := obj[key]
 	if !ok || isNull(raw) {
-		return "", issuef(CodeSchemaMismatch, `missing required field "%s%s"`, prefix, key)
+		return "", issuef(CodeSchemaMismatch, `missing required field "%s%s"`, prefix(), key)
 	}
 	if raw[0] != '"' {
-		return "", issuef(CodeSchemaMismatch, `field "%s%s" must be a string, got %s`, prefix, key, kindOf(raw))
+		return "", issuef(CodeSchemaMismatch, `field "%s%s" must be a string, got %s`, prefix(), key, kindOf(raw))
 	}
 	s, ok := decodeString(raw)
 	if !ok {
-		return "", issuef(CodeSchemaMismatch, `field "%s%s" must be a string`, prefix, key)
+		return "", issuef(CodeSchemaMismatch, `field "%s%s" must be a string`, prefix(), key)
 	}
 	if strings.TrimSpace(s) == "" {
-		return "", issuef(CodeEmptyField, `field "%s%s" is empty`, prefix, key)
+		return "", issuef(CodeEmptyField, `field "%s%s" is empty`, prefix(), key)
 	}
 	return s, nil
+}
+
+// span is a JSON value inside the record being checked. Unlike
+// json.RawMessage it aliases the record instead of copying it, which is safe
+// because no span outlives checkRecord.
+type span []byte
+
+// UnmarshalJSON keeps b without copying; see span.
+func (s *span) UnmarshalJSON(b []byte) error {
+	*s = b
+	return nil
 }
 
 // decodeString decodes a JSON string literal. Most strings have no escape,
 // and those are sliced directly: the record is already known to be valid
 // JSON and valid UTF-8.
-func decodeString(raw json.RawMessage) (string, bool) {
+func decodeString(raw span) (string, bool) {
 	if len(raw) >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0 {
 		return string(raw[1 : len(raw)-1]), true
 	}
@@ -379,7 +399,7 @@ func decodeString(raw json.RawMessage) (string, bool) {
 	return s, err == nil
 }
 
-func isNull(raw json.RawMessage) bool { return bytes.Equal(raw, []byte("null")) }
+func isNull(raw span) bool { return bytes.Equal(raw, []byte("null")) }
 
 // kindOf names the JSON type of a valid JSON value for messages.
 func kindOf(raw []byte) string {
