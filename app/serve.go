@@ -18,6 +18,7 @@ import (
 	"github.com/finetune-studio/finetune-studio/app/internal/config"
 	"github.com/finetune-studio/finetune-studio/app/internal/health"
 	"github.com/finetune-studio/finetune-studio/app/internal/metrics"
+	"github.com/finetune-studio/finetune-studio/app/internal/runner"
 	"github.com/finetune-studio/finetune-studio/app/internal/store"
 	"github.com/finetune-studio/finetune-studio/app/internal/worker"
 )
@@ -65,8 +66,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		PollInterval: cfg.Worker.PollInterval,
 		Observer:     m,
 	})
-	// Domain task handlers are registered here, before Start:
-	//   pool.Handle("training.step", trainer.Step)
+	// Domain task handlers are registered here, before Start.
+	runner.FromConfig(cfg, st, bl, log).Register(pool)
 	pool.Start()
 	m.WatchWorkerPool(func() metrics.WorkerPoolStats {
 		s := pool.Stats()

@@ -5,6 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+
+	"github.com/finetune-studio/finetune-studio/app/internal/blob"
+	"github.com/finetune-studio/finetune-studio/app/internal/config"
+	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
 
 	"github.com/finetune-studio/finetune-studio/app/internal/training"
 	"github.com/finetune-studio/finetune-studio/app/internal/worker"
@@ -39,3 +44,17 @@ func (r *Runner) Handle(ctx context.Context, t worker.Task) error {
 
 // Register makes the pool run training jobs with r.
 func (r *Runner) Register(p *worker.Pool) { p.Handle(training.TaskKind, r.Handle) }
+
+// FromConfig builds the production runner: the Kaggle client from the
+// KAGGLE_* settings, object storage through BlobObjects, and the runtime
+// limit from JOB_MAX_RUNTIME.
+func FromConfig(cfg config.Config, repo training.Repository, b *blob.Store, log *slog.Logger) *Runner {
+	kc := kaggle.Config{
+		Username: cfg.Kaggle.Username, Key: cfg.Kaggle.Key, Token: cfg.Kaggle.APIToken,
+		Logger: log.With("component", "kaggle"),
+	}
+	if cfg.Kaggle.APIURL != nil {
+		kc.BaseURL = cfg.Kaggle.APIURL.String()
+	}
+	return New(repo, BlobObjects(b), kaggle.New(kc), Config{MaxRuntime: cfg.Training.MaxRuntime}, log.With("component", "runner"))
+}
