@@ -39,7 +39,9 @@ func (a *API) trainingRoutes() {
 	if a.store != nil && a.blob != nil {
 		h.svc = training.NewService(a.store, runner.BlobObjects(a.blob), training.ServiceConfig{
 			BaseModels:        a.conf.Training.BaseModels,
-			BackendConfigured: a.conf.Kaggle.Configured(),
+			// Kaggle names datasets and kernels after their owner, so a
+			// token alone is not enough: the username is needed too.
+			BackendConfigured: a.conf.Kaggle.Configured() && a.conf.Kaggle.Username != "",
 			PresignExpiry:     a.conf.S3.PresignExpiry,
 		}, a.log)
 	}

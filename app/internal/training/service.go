@@ -344,7 +344,7 @@ type JobInput struct {
 // CreateJob validates the request and queues the job.
 func (s *Service) CreateJob(ctx context.Context, in JobInput) (Job, error) {
 	if !s.backendReady {
-		return Job{}, problem.New(problem.CodeNotConfigured, "training backend not configured: set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN) to run jobs")
+		return Job{}, problem.New(problem.CodeNotConfigured, "training backend not configured: set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_USERNAME and KAGGLE_API_TOKEN) to run jobs")
 	}
 	var details []problem.Detail
 	switch {
