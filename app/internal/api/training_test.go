@@ -689,3 +689,68 @@ func TestEventStreamLiveAndShutdown(t *testing.T) {
 		t.Errorf("after shutdown: %v, want the stream to end", err)
 	}
 }
+
+// TestEventStreamHeartbeatAndClientGone: an idle stream carries a heartbeat
+// comment (every 15 s), and the handler returns as soon as the client goes
+// away (its request log line is written then).
+func TestEventStreamHeartbeatAndClientGone(t *testing.T) {
+	f := newTrainingFixture(t, true)
+	d := f.upload(t, "ds", validJSONL(10))
+	resp, b := f.request(t, http.MethodPost, "/api/v1/jobs",
+		strings.NewReader(`{"dataset_id":"`+d.ID+`","base_model":"`+f.cfg.Training.BaseModels[0]+`"}`), "Content-Type", "application/json")
+	var j training.Job
+	expect(t, resp, b, http.StatusCreated, &j)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream := f.openStream(t, ctx, j.ID)
+	lines := make(chan string)
+	go func() {
+		defer close(lines)
+		buf := make([]byte, 4096)
+		var pending string
+		for {
+			n, err := stream.Body.Read(buf)
+			pending += string(buf[:n])
+			for {
+				i := strings.IndexByte(pending, '\n')
+				if i < 0 {
+					break
+				}
+				select {
+				case lines <- pending[:i]:
+				case <-ctx.Done():
+					return
+				}
+				pending = pending[i+1:]
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	deadline := time.After(heartbeatInterval + 30*time.Second)
+	for heartbeat := false; !heartbeat; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatal("stream ended before a heartbeat")
+			}
+			heartbeat = l == ": heartbeat"
+		case <-deadline:
+			t.Fatal("no heartbeat on an idle stream")
+		}
+	}
+
+	const streamRoute = `"route":"/api/v1/jobs/{id}/events/stream"`
+	if strings.Contains(f.logs.String(), streamRoute) {
+		t.Fatal("the stream's request finished before the client left")
+	}
+	cancel()
+	for wait := time.Now().Add(30 * time.Second); !strings.Contains(f.logs.String(), streamRoute); {
+		if time.Now().After(wait) {
+			t.Fatal("the stream handler kept running after the client went away")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
