@@ -38,7 +38,7 @@ func (a *API) trainingRoutes() {
 	h := &trainingHandlers{a: a}
 	if a.store != nil && a.blob != nil {
 		h.svc = training.NewService(a.store, runner.BlobObjects(a.blob), training.ServiceConfig{
-			BaseModels:        a.conf.Training.BaseModels,
+			BaseModels: a.conf.Training.BaseModels,
 			// Kaggle names datasets and kernels after their owner, so a
 			// token alone is not enough: the username is needed too.
 			BackendConfigured: a.conf.Kaggle.Configured() && a.conf.Kaggle.Username != "",
