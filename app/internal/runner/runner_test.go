@@ -20,6 +20,7 @@ import (
 	"github.com/finetune-studio/finetune-studio/app/internal/store"
 	"github.com/finetune-studio/finetune-studio/app/internal/testenv"
 	"github.com/finetune-studio/finetune-studio/app/internal/training"
+	"github.com/finetune-studio/finetune-studio/app/internal/worker"
 )
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
@@ -412,5 +413,46 @@ func TestCancelRacingRunner(t *testing.T) {
 	}
 	if got, _ := f.store.GetJob(context.Background(), j.ID); got.StartedAt != nil {
 		t.Error("a job cancelled while queued has a start time")
+	}
+}
+
+// TestHandleGivesUpWithTheQueue: on the task's last attempt a step that
+// still fails marks the job failed, so it does not stay unfinished after
+// the queue dead-letters its task. A long Retry-After is a reschedule.
+func TestHandleGivesUpWithTheQueue(t *testing.T) {
+	f := newFixture(t, func(c *kaggle.Config) { c.MaxRetryAfter = 100 * time.Millisecond })
+	f.emu.SetKernelProgress(0, 1000, kaggle.KernelComplete, "")
+	j := f.newJob(t)
+	if _, err := f.runUntil(t, f.runner, j.ID, func(j training.Job) bool { return j.Status == training.StatusRunning }); err != nil {
+		t.Fatal(err)
+	}
+	payload, _ := json.Marshal(training.TaskPayload{JobID: j.ID})
+	task := worker.Task{Kind: training.TaskKind, Payload: payload, Attempts: 0, MaxAttempts: 3}
+
+	f.emu.Fail("/kernels/status", 429, 1).RetryAfter("30")
+	err := f.runner.Handle(context.Background(), task)
+	if err == nil || err.Error() != worker.Reschedule(30*time.Second).Error() {
+		t.Errorf("429 with Retry-After 30: Handle = %v, want a reschedule after 30s", err)
+	}
+
+	f.emu.Fail("/kernels/status", 500, 0)
+	if err := f.runner.Handle(context.Background(), task); err == nil {
+		t.Fatal("a failing step returned nil")
+	}
+	if got, _ := f.store.GetJob(context.Background(), j.ID); got.Status != training.StatusRunning {
+		t.Fatalf("job %s after a failure with attempts left, want still running", got.Status)
+	}
+	task.Attempts = 2
+	if err := f.runner.Handle(context.Background(), task); err == nil {
+		t.Fatal("the last attempt returned nil")
+	}
+	got, _ := f.store.GetJob(context.Background(), j.ID)
+	if got.Status != training.StatusFailed || !strings.Contains(got.Error, "failed repeatedly") {
+		t.Errorf("after the last attempt: %s %q, want failed", got.Status, got.Error)
+	}
+
+	bad := worker.Task{Kind: training.TaskKind, Payload: []byte(`{"job_id":"x"}`), MaxAttempts: 3}
+	if err := f.runner.Handle(context.Background(), bad); err == nil {
+		t.Error("a malformed payload was accepted")
 	}
 }
