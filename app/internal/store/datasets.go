@@ -110,18 +110,17 @@ func (s *Store) GetDataset(ctx context.Context, id string) (training.Dataset, er
 	return d, nil
 }
 
-// DeleteDataset deletes a dataset no unfinished job uses. The row lock
-// serialises it with job creation: the foreign key check of a concurrent
-// INSERT INTO jobs waits for this transaction and then fails, so no job can
-// start on a dataset being deleted.
-func (s *Store) DeleteDataset(ctx context.Context, id string) (training.Dataset, error) {
+// DeleteDataset deletes a dataset no unfinished job uses, calling
+// beforeCommit (which removes its object) before the deletion commits. The
+// row lock serialises it with job creation: the foreign key check of a
+// concurrent INSERT INTO jobs waits for this transaction and then fails, so
+// no job can start on a dataset being deleted.
+func (s *Store) DeleteDataset(ctx context.Context, id string, beforeCommit func(training.Dataset) error) error {
 	if !training.ValidID(id) {
-		return training.Dataset{}, fmt.Errorf("dataset %q: %w", id, problem.ErrNotFound)
+		return fmt.Errorf("dataset %q: %w", id, problem.ErrNotFound)
 	}
-	var d training.Dataset
 	err := s.InTx(ctx, func(tx *Tx) error {
-		var err error
-		d, err = scanDataset(tx.db.QueryRow(ctx, `SELECT `+datasetColumns+` FROM datasets WHERE id = $1 FOR UPDATE`, id))
+		d, err := scanDataset(tx.db.QueryRow(ctx, `SELECT `+datasetColumns+` FROM datasets WHERE id = $1 FOR UPDATE`, id))
 		if err != nil {
 			return mapErr(err)
 		}
@@ -134,13 +133,18 @@ func (s *Store) DeleteDataset(ctx context.Context, id string) (training.Dataset,
 		if busy {
 			return fmt.Errorf("dataset %s is used by an unfinished job: %w", id, problem.ErrConflict)
 		}
-		_, err = tx.db.Exec(ctx, `DELETE FROM datasets WHERE id = $1`, id)
-		return mapErr(err)
+		if _, err = tx.db.Exec(ctx, `DELETE FROM datasets WHERE id = $1`, id); err != nil {
+			return mapErr(err)
+		}
+		if beforeCommit != nil {
+			return beforeCommit(d)
+		}
+		return nil
 	})
 	if err != nil {
-		return training.Dataset{}, fmt.Errorf("deleting dataset: %w", err)
+		return fmt.Errorf("deleting dataset: %w", err)
 	}
-	return d, nil
+	return nil
 }
 
 func unfinished() []string {

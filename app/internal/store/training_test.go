@@ -133,14 +133,25 @@ func TestDeleteDatasetRefusedWhileAJobIsUnfinished(t *testing.T) {
 	ctx := context.Background()
 	d := insertTestDataset(t, s, "busy")
 	j := insertTestJob(t, s, d.ID)
-	if _, err := s.DeleteDataset(ctx, d.ID); !errors.Is(err, problem.ErrConflict) {
+	if err := s.DeleteDataset(ctx, d.ID, nil); !errors.Is(err, problem.ErrConflict) {
 		t.Fatalf("deleting a dataset of a queued job: err = %v, want ErrConflict", err)
 	}
 	if _, err := s.Transition(ctx, j.ID, training.StatusQueued, training.StatusCancelled, training.JobUpdate{}, "cancel"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.DeleteDataset(ctx, d.ID); err != nil {
+	storageDown := errors.New("storage down")
+	if err := s.DeleteDataset(ctx, d.ID, func(training.Dataset) error { return storageDown }); !errors.Is(err, storageDown) {
+		t.Fatalf("delete with a failing object removal: err = %v", err)
+	}
+	if _, err := s.GetDataset(ctx, d.ID); err != nil {
+		t.Fatalf("the row is gone although its object could not be removed: %v", err)
+	}
+	var removed string
+	if err := s.DeleteDataset(ctx, d.ID, func(d training.Dataset) error { removed = d.ObjectKey; return nil }); err != nil {
 		t.Fatalf("deleting a dataset whose jobs are finished: %v", err)
+	}
+	if removed != d.ObjectKey {
+		t.Errorf("beforeCommit got object %q, want %q", removed, d.ObjectKey)
 	}
 	got, err := s.GetJob(ctx, j.ID)
 	if err != nil {
@@ -149,7 +160,7 @@ func TestDeleteDatasetRefusedWhileAJobIsUnfinished(t *testing.T) {
 	if got.DatasetID != "" {
 		t.Errorf("finished job still points at deleted dataset %q", got.DatasetID)
 	}
-	if _, err := s.DeleteDataset(ctx, d.ID); !errors.Is(err, problem.ErrNotFound) {
+	if err := s.DeleteDataset(ctx, d.ID, nil); !errors.Is(err, problem.ErrNotFound) {
 		t.Errorf("deleting twice: err = %v, want ErrNotFound", err)
 	}
 }

@@ -27,8 +27,9 @@ type Repository interface {
 	ListDatasets(ctx context.Context, namePrefix string, page Page) ([]Dataset, string, error)
 	GetDataset(ctx context.Context, id string) (Dataset, error)
 	// DeleteDataset removes the row unless an unfinished job uses it
-	// (problem.ErrConflict), returning the deleted row.
-	DeleteDataset(ctx context.Context, id string) (Dataset, error)
+	// (problem.ErrConflict). beforeCommit runs inside the transaction, after
+	// the row is deleted: if it fails nothing is deleted.
+	DeleteDataset(ctx context.Context, id string, beforeCommit func(Dataset) error) error
 
 	// InsertJob stores a queued job, its first event, and the worker task
 	// that will run it, in one transaction.
@@ -320,18 +321,21 @@ func (s *Service) GetDataset(ctx context.Context, id string) (Dataset, error) {
 }
 
 // DeleteDataset removes a dataset no unfinished job uses, and its object.
+// The object is removed while the row's deletion is still uncommitted, so
+// a storage failure leaves both in place (retry the delete) and a database
+// failure at most leaves a row whose object is gone, never an object that
+// nothing refers to.
 func (s *Service) DeleteDataset(ctx context.Context, id string) error {
-	d, err := s.repo.DeleteDataset(ctx, id)
-	if err != nil {
-		if errors.Is(err, problem.ErrConflict) {
-			return problem.Wrap(err, problem.CodeConflict, "the dataset is used by a job that has not finished; cancel the job or wait for it to end")
+	err := s.repo.DeleteDataset(ctx, id, func(d Dataset) error {
+		if err := s.objects.Remove(ctx, d.ObjectKey); err != nil {
+			return fmt.Errorf("removing dataset object: %w", err)
 		}
-		return err
+		return nil
+	})
+	if errors.Is(err, problem.ErrConflict) {
+		return problem.Wrap(err, problem.CodeConflict, "the dataset is used by a job that has not finished; cancel the job or wait for it to end")
 	}
-	if err := s.objects.Remove(ctx, d.ObjectKey); err != nil {
-		return fmt.Errorf("removing dataset object: %w", err)
-	}
-	return nil
+	return err
 }
 
 // JobInput is a request to start a fine-tuning job.
