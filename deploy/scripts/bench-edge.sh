@@ -1,0 +1,271 @@
+#!/usr/bin/env bash
+# Edge benchmark: the same ~1 KB JSON API route, side by side in one run,
+#   direct   straight to the stub app
+#   edge     our edge, production Caddyfile (TLS, CORS, rate limit below its
+#            trigger, security headers, gzip, JSON access log), tuned
+#   edge-untuned  the same with Go's default GC settings
+#   caddy    stock Caddy v2.11.9 (+ caddy-ratelimit), hand-written config
+#            doing the same job without our modules, untuned
+#   nginx    Debian's nginx doing the same job
+# over plain HTTP/1.1 and HTTPS (HTTP/1.1 over TLS). Closed loop: wrk, max
+# throughput. Open loop: vegeta at a fixed rate, p50/p95/p99 latency.
+# Every figure is the median of REPEATS runs. All load stays on loopback.
+#
+# Usage: deploy/scripts/bench-edge.sh [-d seconds] [-n repeats] [-r rate] [-c connections] [-p]
+#   -p  also take a 10 s CPU profile of the edge under wrk load (top 25 printed)
+set -euo pipefail
+
+usage() { echo "usage: $0 [-d seconds] [-n repeats] [-r rate] [-c connections] [-p]" >&2; }
+DUR=5 REPEATS=3 RATE=1000 CONNS=32 PROFILE=0
+while getopts "d:n:r:c:ph" opt; do
+	case $opt in
+	d) DUR=$OPTARG ;;
+	n) REPEATS=$OPTARG ;;
+	r) RATE=$OPTARG ;;
+	c) CONNS=$OPTARG ;;
+	p) PROFILE=1 ;;
+	h) usage; exit 0 ;;
+	*) usage; exit 2 ;;
+	esac
+done
+
+cd "$(dirname "$0")/../.."
+root=$(pwd)
+tools="${TOOLS_DIR:-$HOME/.cache/finetune-studio/tools}/bin"
+export PATH="$tools:$PATH"
+for t in wrk vegeta nginx openssl go python3; do
+	command -v "$t" >/dev/null || { echo "bench-edge: $t not found; run make tools-bench" >&2; exit 1; }
+done
+
+work=$(mktemp -d /tmp/bench-edge.XXXXXX)
+chmod 755 "$work"
+pids=()
+declare -A urls # "<target>_<proto>" -> base URL; "<target>_admin" -> admin address
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_http() { # url
+	for _ in $(seq 1 300); do
+		if curl -ks -o /dev/null "$1"; then return 0; fi
+		sleep 0.1
+	done
+	echo "bench-edge: $1 did not come up" >&2
+	return 1
+}
+
+echo "building edge, stock caddy and the stub app..." >&2
+go build -o "$work/edge" ./edge
+go build -o "$work/stockcaddy" ./edge/internal/stockcaddy
+go build -o "$work/benchstub" ./edge/internal/benchstub
+
+stub_port=$(free_port)
+"$work/benchstub" -addr "127.0.0.1:$stub_port" 2>"$work/stub.log" &
+pids+=($!)
+wait_http "http://127.0.0.1:$stub_port/readyz"
+
+# --- our edge: the production Caddyfile, one site block answering on HTTPS
+# and, for the plain-HTTP rows, on an extra http:// address (the only change).
+edge_caddyfile() { # http_port
+	sed "s|^{\$DOMAIN} {|{\$DOMAIN}, http://{\$DOMAIN}:$1 {|" Caddyfile
+}
+printf 'local_certs\nskip_install_trust\n' >"$work/globals.caddy"
+start_edge() { # name gogc
+	local name=$1 gogc=$2 hp tp ap
+	hp=$(free_port) tp=$(free_port) ap=$(free_port)
+	edge_caddyfile "$hp" >"$work/$name.Caddyfile"
+	env -i PATH="$PATH" HOME="$work/$name-home" GOGC="$gogc" \
+		DOMAIN=localhost ACME_EMAIL=bench@example.test \
+		EDGE_ADMIN_ADDR="127.0.0.1:$ap" EDGE_STORAGE_DIR="$work/$name-data" \
+		EDGE_HTTP_LISTEN_PORT="$(free_port)" EDGE_HTTPS_LISTEN_PORT="$tp" \
+		EDGE_METRICS_PORT="$(free_port)" EDGE_EXTRA_GLOBALS="$work/globals.caddy" \
+		EDGE_UI_DIR="$root/edge/ui" APP_UPSTREAMS="127.0.0.1:$stub_port" \
+		RATE_LIMIT_API_EVENTS=100000 RATE_LIMIT_API_WINDOW=1s \
+		"$work/edge" run --config "$work/$name.Caddyfile" --adapter caddyfile >"$work/$name.log" 2>&1 &
+	pids+=($!)
+	urls[${name}_http]="http://localhost:$hp"
+	urls[${name}_https]="https://localhost:$tp"
+	urls[${name}_admin]="127.0.0.1:$ap"
+	wait_http "http://localhost:$hp/api/v1/datasets"
+	wait_http "https://localhost:$tp/api/v1/datasets"
+}
+# Tuned: GOGC=400 trades a little heap (a few MB here) for far fewer GC
+# cycles; the image ships it (see docs/benchmarks.md).
+start_edge edge 400
+start_edge edgeuntuned 100
+
+# --- stock Caddy, configured by hand for the same job, untuned.
+caddy_http_port=$(free_port) caddy_tls_port=$(free_port)
+cat >"$work/stock.Caddyfile" <<CADDY
+{
+	admin 127.0.0.1:$(free_port)
+	local_certs
+	skip_install_trust
+	storage file_system $work/stock-data
+	http_port $(free_port)
+	https_port $caddy_tls_port
+}
+localhost, http://localhost:$caddy_http_port {
+	log {
+		output stdout
+		format json
+	}
+	header {
+		Strict-Transport-Security "max-age=63072000; includeSubDomains"
+		X-Content-Type-Options "nosniff"
+		Referrer-Policy "strict-origin-when-cross-origin"
+		Content-Security-Policy "default-src 'self'; frame-ancestors 'none'"
+		X-Frame-Options "DENY"
+		Vary Origin
+		-Server
+	}
+	@cors header Origin https://localhost
+	header @cors Access-Control-Allow-Origin https://localhost
+	@preflight {
+		method OPTIONS
+		header Access-Control-Request-Method *
+	}
+	respond @preflight 204
+	encode gzip zstd
+	request_body {
+		max_size 1MB
+	}
+	rate_limit {
+		zone api {
+			key {remote_host}
+			events 100000
+			window 1s
+		}
+	}
+	reverse_proxy 127.0.0.1:$stub_port {
+		header_up X-Request-ID {http.request.uuid}
+	}
+}
+CADDY
+env -i PATH="$PATH" HOME="$work/stock-home" \
+	"$work/stockcaddy" run --config "$work/stock.Caddyfile" --adapter caddyfile >"$work/stock.log" 2>&1 &
+pids+=($!)
+urls[caddy_http]="http://localhost:$caddy_http_port"
+urls[caddy_https]="https://localhost:$caddy_tls_port"
+wait_http "${urls[caddy_http]}/api/v1/datasets"
+wait_http "${urls[caddy_https]}/api/v1/datasets"
+
+# --- nginx, the same job.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+	-subj /CN=localhost -addext subjectAltName=DNS:localhost \
+	-keyout "$work/nginx.key" -out "$work/nginx.crt" 2>/dev/null
+nginx_http_port=$(free_port) nginx_tls_port=$(free_port)
+cat >"$work/nginx.conf" <<NGINX
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+	client_body_temp_path $work/nginx-body;
+	proxy_temp_path $work/nginx-proxy;
+	fastcgi_temp_path $work/nginx-fastcgi;
+	uwsgi_temp_path $work/nginx-uwsgi;
+	scgi_temp_path $work/nginx-scgi;
+	log_format json escape=json '{"ts":"\$time_iso8601","remote":"\$remote_addr","method":"\$request_method","uri":"\$uri","status":\$status,"bytes":\$body_bytes_sent,"duration":\$request_time,"request_id":"\$request_id"}';
+	access_log $work/nginx-access.log json;
+	server_tokens off;
+	gzip on;
+	gzip_comp_level 5;
+	gzip_min_length 1024;
+	gzip_types application/json text/css application/javascript;
+	limit_req_zone \$binary_remote_addr zone=api:10m rate=100000r/s;
+	map \$http_origin \$cors_origin { default ""; "https://localhost" \$http_origin; }
+	upstream app { server 127.0.0.1:$stub_port; keepalive 64; }
+	server {
+		listen 127.0.0.1:$nginx_http_port;
+		listen 127.0.0.1:$nginx_tls_port ssl;
+		server_name localhost;
+		ssl_certificate $work/nginx.crt;
+		ssl_certificate_key $work/nginx.key;
+		client_max_body_size 1m;
+		add_header Strict-Transport-Security "max-age=63072000; includeSubDomains" always;
+		add_header X-Content-Type-Options nosniff always;
+		add_header Referrer-Policy strict-origin-when-cross-origin always;
+		add_header Content-Security-Policy "default-src 'self'; frame-ancestors 'none'" always;
+		add_header X-Frame-Options DENY always;
+		add_header Access-Control-Allow-Origin \$cors_origin always;
+		add_header Vary Origin always;
+		location /api/ {
+			if (\$request_method = OPTIONS) { return 204; }
+			limit_req zone=api burst=100000 nodelay;
+			proxy_pass http://app;
+			proxy_http_version 1.1;
+			proxy_set_header Connection "";
+			proxy_set_header X-Request-ID \$request_id;
+			proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+		}
+	}
+}
+NGINX
+nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;' 2>"$work/nginx-start.log" &
+pids+=($!)
+urls[nginx_http]="http://localhost:$nginx_http_port"
+urls[nginx_https]="https://localhost:$nginx_tls_port"
+wait_http "${urls[nginx_http]}/api/v1/datasets"
+wait_http "${urls[nginx_https]}/api/v1/datasets"
+
+urls[direct_http]="http://127.0.0.1:$stub_port"
+
+# Sanity: every target answers the same body, gzip'd where it applies, and
+# the CORS header is there.
+for t in edge edgeuntuned caddy nginx; do
+	for proto in http https; do
+		hdrs=$(curl -ks -D - -o /dev/null -H 'Accept-Encoding: gzip' -H 'Origin: https://localhost' "${urls[${t}_${proto}]}/api/v1/datasets")
+		grep -qi '^content-encoding: gzip' <<<"$hdrs" || { echo "bench-edge: $t/$proto not gzip'd" >&2; exit 1; }
+		grep -qi '^access-control-allow-origin: https://localhost' <<<"$hdrs" || { echo "bench-edge: $t/$proto lacks CORS" >&2; exit 1; }
+	done
+done
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+run_wrk() { # url -> req/s
+	wrk -t2 -c"$CONNS" -d"${DUR}s" -H 'Accept-Encoding: gzip' -H 'Origin: https://localhost' "$1/api/v1/datasets" |
+		awk '/^Requests\/sec:/ {print $2}'
+}
+run_vegeta() { # url -> "p50 p95 p99 success" (ms)
+	echo "GET $1/api/v1/datasets" |
+		vegeta attack -insecure -rate="$RATE" -duration="${DUR}s" -keepalive=true \
+			-header 'Accept-Encoding: gzip' -header 'Origin: https://localhost' |
+		vegeta report -type=json |
+		python3 -c 'import json,sys; r=json.load(sys.stdin); l=r["latencies"]; print("%.2f %.2f %.2f %.4f" % (l["50th"]/1e6, l["95th"]/1e6, l["99th"]/1e6, r["success"]))'
+}
+
+if [ "$PROFILE" = 1 ]; then
+	echo "profiling the edge (HTTPS) for 10 s under wrk..." >&2
+	wrk -t2 -c"$CONNS" -d14s -H 'Accept-Encoding: gzip' -H 'Origin: https://localhost' "${urls[edge_https]}/api/v1/datasets" >/dev/null &
+	wrkpid=$!
+	sleep 2
+	curl -s -o "$work/edge.pprof" "http://${urls[edge_admin]}/debug/pprof/profile?seconds=10"
+	wait "$wrkpid"
+	go tool pprof -top -nodecount=25 "$work/edge" "$work/edge.pprof" 2>/dev/null | sed -n '1,32p'
+fi
+
+printf '\nEdge benchmark: %s s per run, median of %s runs, wrk -t2 -c%s, vegeta %s req/s; %s\n\n' \
+	"$DUR" "$REPEATS" "$CONNS" "$RATE" "$(date -u +%Y-%m-%dT%H:%MZ)"
+printf '| target | proto | max req/s (wrk) | p50 ms @%s/s | p95 ms | p99 ms | success |\n' "$RATE"
+printf '|---|---|---:|---:|---:|---:|---:|\n'
+for t in direct edge edgeuntuned caddy nginx; do
+	for proto in http https; do
+		url=${urls[${t}_${proto}]:-}
+		[ -n "$url" ] || continue # the stub app speaks plain HTTP only
+		rps=() p50=() p95=() p99=() ok=()
+		for _ in $(seq 1 "$REPEATS"); do
+			rps+=("$(run_wrk "$url")")
+			read -r a b c d <<<"$(run_vegeta "$url")"
+			p50+=("$a") p95+=("$b") p99+=("$c") ok+=("$d")
+		done
+		printf '| %s | %s | %.0f | %s | %s | %s | %s |\n' "$t" "$proto" \
+			"$(printf '%s\n' "${rps[@]}" | median)" \
+			"$(printf '%s\n' "${p50[@]}" | median)" "$(printf '%s\n' "${p95[@]}" | median)" \
+			"$(printf '%s\n' "${p99[@]}" | median)" "$(printf '%s\n' "${ok[@]}" | median)"
+	done
+done
