@@ -71,16 +71,26 @@ func (s *Store) GetModel(ctx context.Context, id string) (training.Model, error)
 	return m, nil
 }
 
-// DeleteModel deletes a model's row.
-func (s *Store) DeleteModel(ctx context.Context, id string) (training.Model, error) {
+// DeleteModel deletes a model's row, calling beforeCommit (which removes
+// its files) before the deletion commits.
+func (s *Store) DeleteModel(ctx context.Context, id string, beforeCommit func(training.Model) error) error {
 	if !training.ValidID(id) {
-		return training.Model{}, fmt.Errorf("model %q: %w", id, problem.ErrNotFound)
+		return fmt.Errorf("model %q: %w", id, problem.ErrNotFound)
 	}
-	m, err := scanModel(s.db.QueryRow(ctx, `DELETE FROM models WHERE id = $1 RETURNING `+modelColumns, id))
+	err := s.InTx(ctx, func(tx *Tx) error {
+		m, err := scanModel(tx.db.QueryRow(ctx, `DELETE FROM models WHERE id = $1 RETURNING `+modelColumns, id))
+		if err != nil {
+			return mapErr(err)
+		}
+		if beforeCommit != nil {
+			return beforeCommit(m)
+		}
+		return nil
+	})
 	if err != nil {
-		return training.Model{}, fmt.Errorf("deleting model: %w", mapErr(err))
+		return fmt.Errorf("deleting model: %w", err)
 	}
-	return m, nil
+	return nil
 }
 
 // The store is the domain's repository.

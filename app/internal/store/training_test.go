@@ -330,7 +330,13 @@ func TestCompleteJobCreatesOneModel(t *testing.T) {
 	if job, _ := s.GetJob(ctx, j.ID); job.Status != training.StatusSucceeded {
 		t.Errorf("job status = %s, want succeeded", job.Status)
 	}
-	if _, err := s.DeleteModel(ctx, m.ID); err != nil {
+	if err := s.DeleteModel(ctx, m.ID, func(training.Model) error { return errors.New("storage down") }); err == nil {
+		t.Fatal("delete succeeded although removing the files failed")
+	}
+	if _, err := s.GetModel(ctx, m.ID); err != nil {
+		t.Fatalf("row gone after a failed file removal: %v", err)
+	}
+	if err := s.DeleteModel(ctx, m.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.GetModel(ctx, m.ID); !errors.Is(err, problem.ErrNotFound) {

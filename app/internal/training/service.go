@@ -51,7 +51,9 @@ type Repository interface {
 	CompleteJob(ctx context.Context, m Model) (Model, error)
 	ListModels(ctx context.Context, page Page) ([]Model, string, error)
 	GetModel(ctx context.Context, id string) (Model, error)
-	DeleteModel(ctx context.Context, id string) (Model, error)
+	// DeleteModel deletes the row, running beforeCommit (which removes the
+	// files) inside the transaction.
+	DeleteModel(ctx context.Context, id string, beforeCommit func(Model) error) error
 }
 
 // JobUpdate lists job fields to set; nil fields are left alone.
@@ -477,18 +479,15 @@ func (s *Service) OpenObject(ctx context.Context, key string) (io.ReadCloser, in
 }
 
 // DeleteModel removes a model's row and every object under its prefix.
-// Objects go first: if that fails the row remains and the delete can be
-// retried, instead of leaving objects nobody can find.
+// The files go while the row's deletion is uncommitted: if storage fails,
+// the row stays and the delete can be retried.
 func (s *Service) DeleteModel(ctx context.Context, id string) error {
-	m, err := s.repo.GetModel(ctx, id)
-	if err != nil {
-		return err
-	}
-	if err := s.objects.RemovePrefix(ctx, m.Prefix); err != nil {
-		return fmt.Errorf("removing model objects: %w", err)
-	}
-	_, err = s.repo.DeleteModel(ctx, id)
-	return err
+	return s.repo.DeleteModel(ctx, id, func(m Model) error {
+		if err := s.objects.RemovePrefix(ctx, m.Prefix); err != nil {
+			return fmt.Errorf("removing model objects: %w", err)
+		}
+		return nil
+	})
 }
 
 type writerFunc func([]byte) (int, error)
