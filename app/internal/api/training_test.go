@@ -50,6 +50,11 @@ const testUploadLimit = 64 << 10
 
 func newTrainingFixture(t testing.TB, withKaggle bool) *trainingFixture {
 	t.Helper()
+	return newTrainingFixtureWith(t, withKaggle, testUploadLimit)
+}
+
+func newTrainingFixtureWith(t testing.TB, withKaggle bool, uploadLimit int64) *trainingFixture {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dsn := testenv.NewDatabase(t)
@@ -71,7 +76,7 @@ func newTrainingFixture(t testing.TB, withKaggle bool) *trainingFixture {
 		"DATABASE_URL": "postgres://x@127.0.0.1/x", "S3_ENDPOINT": mio.Endpoint, "S3_USE_TLS": "false",
 		"S3_ACCESS_KEY": mio.AccessKey, "S3_SECRET_KEY": mio.SecretKey, "S3_BUCKET": bucket,
 		"S3_PUBLIC_URL": "https://files.example.test", "PRESIGN_EXPIRY": "90s",
-		"APP_MAX_UPLOAD_BYTES": fmt.Sprint(testUploadLimit),
+		"APP_MAX_UPLOAD_BYTES": fmt.Sprint(uploadLimit),
 	}
 	emu := kaggletest.NewServer(t)
 	if withKaggle {
