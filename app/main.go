@@ -26,7 +26,13 @@ var (
 
 func main() {
 	level := new(slog.LevelVar)
-	log := slog.New(slog.NewJSONHandler(os.Stdout, &slog.HandlerOptions{Level: level}))
+	// The server logs to stdout; one-shot commands log to stderr so their
+	// stdout carries only their result (a token, a status table).
+	logOut := os.Stderr
+	if len(os.Args) < 2 || os.Args[1] == "serve" {
+		logOut = os.Stdout
+	}
+	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: level}))
 	err := run(context.Background(), os.Args[1:], os.Environ(), os.Stdout, os.Stderr, log, level)
 	if err != nil {
 		var ee *exitError

@@ -48,9 +48,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		st.Close()
-		log.Info("shutdown: database pool closed")
+	storeOpen := true
+	defer func() { // on early returns; the normal path closes it in order below
+		if storeOpen {
+			st.Close()
+		}
 	}()
 
 	m := metrics.New(metrics.BuildInfo{Version: version, Revision: revision})
@@ -158,6 +160,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	_ = metricsSrv.Shutdown(deadline)
 	wg.Wait()
+	// 5. Close the database pool last: handlers and tasks are done with it.
+	st.Close()
+	storeOpen = false
+	log.Info("shutdown: database pool closed")
 	log.Info("shutdown: complete")
 	return runErr
 }
