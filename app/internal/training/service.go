@@ -214,9 +214,10 @@ func (s *Service) StoreUpload(ctx context.Context, body io.Reader, maxBytes int6
 	case limited.exceeded:
 		s.removeQuietly(key)
 		return Upload{}, problem.New(problem.CodeTooLarge, "the file exceeds the maximum upload size of %d bytes", maxBytes)
-	case readErr != nil:
+	case readErr != nil, putErr != nil && ctx.Err() != nil:
+		// A truncated body or a client that went away: its problem, not ours.
 		s.removeQuietly(key)
-		return Upload{}, problem.Wrap(readErr, problem.CodeInvalid, "the upload was interrupted before the file was complete")
+		return Upload{}, problem.Wrap(errors.Join(readErr, putErr), problem.CodeInvalid, "the upload was interrupted before the file was complete")
 	case putErr != nil:
 		s.removeQuietly(key)
 		return Upload{}, fmt.Errorf("storing dataset upload: %w", putErr)
