@@ -3,6 +3,7 @@ package runner
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestCleanOutputName(t *testing.T) {
@@ -43,4 +44,23 @@ func TestKernelLog(t *testing.T) {
 	if len(long) > maxLogBytes+len("…") || !strings.HasPrefix(long, "…") {
 		t.Errorf("a long log is not capped to its tail: %d bytes", len(long))
 	}
+}
+
+// FuzzKernelOutput covers what the runner takes from Kaggle's answers
+// without trusting it: log text and output file names.
+func FuzzKernelOutput(f *testing.F) {
+	f.Add(`[{"stream_name":"stdout","time":1,"data":"x\n"}]`, "adapter/adapter_config.json")
+	f.Add("\xff", "../../etc/passwd")
+	f.Add(`[{"data":1}]`, "a/./b")
+	f.Fuzz(func(t *testing.T, log, name string) {
+		out := kernelLog(log)
+		if !utf8.ValidString(out) || len(out) > maxLogBytes+len("…") {
+			t.Fatalf("kernelLog(%q) = %q: invalid UTF-8 or over the cap", log, out)
+		}
+		if clean, ok := cleanOutputName(name); ok {
+			if clean != name || strings.HasPrefix(clean, "/") || strings.Contains("/"+clean+"/", "/../") || strings.ContainsRune(clean, 0) {
+				t.Fatalf("cleanOutputName(%q) accepted %q, which could leave the model's prefix", name, clean)
+			}
+		}
+	})
 }
