@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -95,14 +96,16 @@ func jsonKind(k string) string {
 // writeJSON writes v with status. Encoding happens before the header is
 // sent, so an unencodable value is still a clean 500.
 func writeJSON(w http.ResponseWriter, status int, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // JSON for API clients, not for embedding in HTML
+	if err := enc.Encode(v); err != nil {
 		return fmt.Errorf("encoding response: %w", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(buf.Bytes())
 	return nil
 }
 
