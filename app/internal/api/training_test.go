@@ -166,6 +166,7 @@ func expectProblem(t *testing.T, resp *http.Response, body []byte, status int, w
 		t.Fatalf("%s %s: status %d, want %d; body %s", resp.Request.Method, resp.Request.URL, resp.StatusCode, status, body)
 	}
 	e := decodeError(t, resp, body)
+	conformsJSON(t, specSchemas(t), "Error", body)
 	if !strings.Contains(e.Error.Message, want) {
 		t.Errorf("message %q does not mention %q", e.Error.Message, want)
 	}
@@ -209,6 +210,7 @@ func (f *trainingFixture) upload(t *testing.T, name, content string) training.Da
 	resp, b := f.request(t, http.MethodPost, "/api/v1/datasets", body, "Content-Type", ct)
 	var d training.Dataset
 	expect(t, resp, b, http.StatusCreated, &d)
+	conformsJSON(t, specSchemas(t), "DatasetDetail", b)
 	return d
 }
 
@@ -250,6 +252,7 @@ func TestDatasetUploadGetListDelete(t *testing.T) {
 		} `json:"report"`
 	}
 	expect(t, resp, b, http.StatusOK, &got)
+	conformsJSON(t, specSchemas(t), "DatasetDetail", b)
 	if got.Report.Stats.Examples != 12 || len(got.Report.Preview) == 0 {
 		t.Errorf("report = %s", b)
 	}
@@ -527,6 +530,8 @@ func TestEndToEndTraining(t *testing.T) {
 		"Content-Type", "application/json")
 	var j training.Job
 	expect(t, resp, b, http.StatusCreated, &j)
+	schemas := specSchemas(t)
+	conformsJSON(t, schemas, "Job", b)
 
 	// Follow the job live over SSE from before it starts.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -547,6 +552,7 @@ func TestEndToEndTraining(t *testing.T) {
 		if err := json.Unmarshal([]byte(ev.Data), &e); err != nil {
 			t.Fatalf("event data is not JSON: %q", ev.Data)
 		}
+		conformsJSON(t, schemas, "Event", []byte(ev.Data))
 		if !strings.Contains(ev.Data, "\n") {
 			t.Errorf("event data %q is one line; want the multi-line indented form", ev.Data)
 		}
@@ -560,6 +566,7 @@ func TestEndToEndTraining(t *testing.T) {
 
 	resp, b = f.request(t, http.MethodGet, "/api/v1/jobs/"+j.ID, nil)
 	expect(t, resp, b, http.StatusOK, &j)
+	conformsJSON(t, schemas, "Job", b)
 	if j.Status != training.StatusSucceeded {
 		t.Fatalf("job = %s", b)
 	}
@@ -587,10 +594,14 @@ func TestEndToEndTraining(t *testing.T) {
 	if len(models.Data) != 1 || models.Data[0].JobID != j.ID {
 		t.Fatalf("models = %s", b)
 	}
+	var raw struct{ Data []json.RawMessage }
+	_ = json.Unmarshal(b, &raw)
+	conformsJSON(t, schemas, "Model", raw.Data[0])
 	modelID := models.Data[0].ID
 	var md training.ModelDetail
 	resp, b = f.request(t, http.MethodGet, "/api/v1/models/"+modelID, nil)
 	expect(t, resp, b, http.StatusOK, &md)
+	conformsJSON(t, schemas, "ModelDetail", b)
 	want := map[string][]byte{}
 	for _, file := range kaggletest.DefaultOutputFiles() {
 		want[file.Name] = file.Data
