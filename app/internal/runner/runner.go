@@ -277,11 +277,27 @@ func (r *Runner) poll(ctx context.Context, j training.Job) (time.Duration, error
 		if msg == "" {
 			msg = "no message given"
 		}
+		r.recordLog(ctx, j, owner, s)
 		return 0, r.fail(ctx, j, "the Kaggle kernel failed: "+msg)
 	case kaggle.KernelCancelRequested, kaggle.KernelCancelAcknowledged:
 		return 0, r.fail(ctx, j, "the Kaggle kernel was cancelled on Kaggle")
 	}
 	return r.pollDelay(j), nil
+}
+
+// recordLog adds a failed kernel's log (its traceback, usually) to the
+// job's events. Best effort: the failure itself is recorded either way.
+func (r *Runner) recordLog(ctx context.Context, j training.Job, owner, s string) {
+	out, err := r.kaggle.KernelOutput(ctx, owner, s)
+	if err != nil {
+		r.log.Warn("fetching the failed kernel's log failed", "job_id", j.ID, "error", err.Error())
+		return
+	}
+	if text := kernelLog(out.Log); text != "" {
+		if _, err := r.repo.UpdateJob(ctx, j.ID, j.Status, training.JobUpdate{}, training.EventLog, text); err != nil && !errors.Is(err, training.ErrStale) {
+			r.log.Warn("recording the failed kernel's log failed", "job_id", j.ID, "error", err.Error())
+		}
+	}
 }
 
 // Output limits: a kernel's output is untrusted input.

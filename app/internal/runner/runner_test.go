@@ -285,6 +285,17 @@ func TestRunnerKernelErrorFailsWithKaggleMessage(t *testing.T) {
 	if models, _, _ := f.store.ListModels(context.Background(), training.Page{Limit: 1}); len(models) != 0 {
 		t.Error("a failed job created a model")
 	}
+	evs, err := f.store.ListEvents(context.Background(), j.ID, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sawTraceback bool
+	for _, e := range evs {
+		sawTraceback = sawTraceback || (e.Kind == training.EventLog && strings.Contains(e.Message, "Traceback"))
+	}
+	if !sawTraceback {
+		t.Error("the failed kernel's log is not among the job's events")
+	}
 }
 
 func TestRunnerTimeout(t *testing.T) {
