@@ -133,6 +133,15 @@ func (h *Handler) Validate() error {
 	return nil
 }
 
+// Cleanup closes the readiness client's idle connections when the config
+// generation that owns the handler is unloaded.
+func (h *Handler) Cleanup() error {
+	if h.client != nil {
+		h.client.CloseIdleConnections()
+	}
+	return nil
+}
+
 // Status values of the health-check draft, ordered by severity.
 const (
 	statusPass = "pass"
@@ -319,5 +328,6 @@ func (h *Handler) certificateChecks(now time.Time) []check {
 var (
 	_ caddy.Provisioner           = (*Handler)(nil)
 	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
 )

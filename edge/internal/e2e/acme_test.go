@@ -149,7 +149,7 @@ func TestACME(t *testing.T) {
 		const domain = "http01.finetune.test"
 		storage := t.TempDir()
 		ordersBefore := p.Orders()
-		e := startACMEEdge(t, p, domain, storage, "\tdisable_tlsalpn_challenge")
+		e := startACMEEdge(t, p, domain, storage, "\tdisable_tlsalpn_challenge\n\tprofile default")
 		cert := waitServedCert(t, domain, roots, 2*time.Minute, func(*x509.Certificate) bool { return true })
 		if _, err := e.WaitLog(10*time.Second, `"challenge_type":"http-01"`, domain); err != nil {
 			t.Errorf("no HTTP-01 challenge in the edge's logs: %v", err)
@@ -182,7 +182,7 @@ func TestACME(t *testing.T) {
 
 		e.Stop()
 		ordersAfterFirst := p.Orders()
-		e2 := startACMEEdge(t, p, domain, storage, "\tdisable_tlsalpn_challenge")
+		e2 := startACMEEdge(t, p, domain, storage, "\tdisable_tlsalpn_challenge\n\tprofile default")
 		again := waitServedCert(t, domain, roots, time.Minute, func(*x509.Certificate) bool { return true })
 		if again.SerialNumber.Cmp(cert.SerialNumber) != 0 {
 			t.Errorf("restart serves serial %s, want the stored %s", again.SerialNumber, cert.SerialNumber)

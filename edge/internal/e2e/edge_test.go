@@ -437,6 +437,9 @@ func TestStaticUIAndSecurityHeaders(t *testing.T) {
 			if s := resp.Header.Get("Server"); s != "" {
 				t.Errorf("%s: Server = %q, want none", p, s)
 			}
+			if alt := resp.Header.Get("Alt-Svc"); !strings.Contains(alt, "h3=") {
+				t.Errorf("%s: Alt-Svc = %q, want HTTP/3 advertised", p, alt)
+			}
 		}
 	})
 	t.Run("HTTP redirects to HTTPS", func(t *testing.T) {
@@ -498,6 +501,65 @@ func TestUpstreamDown(t *testing.T) {
 	defer cancel()
 	if out, err := pe.Run(ctx, "healthcheck", "--url", pe.metricsURL("/health")); err == nil {
 		t.Errorf("healthcheck with the app down exited 0:\n%s", out)
+	}
+}
+
+// TestAppRestartRideThrough stops the app, sends a request, and brings the
+// app back on the same address: the request waits (lb_try_duration) and
+// succeeds instead of failing.
+func TestAppRestartRideThrough(t *testing.T) {
+	app := startStubApp(t)
+	env, pe := defaultEnv(t, app.addr)
+	env["EDGE_LB_TRY_DURATION"] = "2m"
+	startProdEdge(t, env, pe)
+	c := pe.client("127.0.0.1")
+	if resp, _ := do(t, c, "GET", pe.url("/api/v1/datasets"), nil, nil); resp.StatusCode != 200 {
+		t.Fatalf("before restart: %d", resp.StatusCode)
+	}
+
+	app.stop()
+	type result struct {
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := c.Get(pe.url("/api/v1/datasets"))
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		readAllClose(resp)
+		done <- result{code: resp.StatusCode}
+	}()
+	// Bring the app back only once the edge has marked it unhealthy (its
+	// active check failed), so the request demonstrably waited through the
+	// outage rather than racing it.
+	unhealthy := fmt.Sprintf(`caddy_reverse_proxy_upstreams_healthy{upstream=%q} 0`, app.addr)
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		_, body := do(t, http.DefaultClient, "GET", pe.metricsURL("/metrics"), nil, nil)
+		if strings.Contains(string(body), unhealthy) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("edge never marked the stopped app unhealthy:\n%s", grep(string(body), "upstreams_healthy"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("request finished while the app was down: %d, %v", r.code, r.err)
+	default:
+	}
+	startStubAppAt(t, app.addr)
+	select {
+	case r := <-done:
+		if r.err != nil || r.code != 200 {
+			t.Fatalf("request across the app restart: %d, %v; want 200", r.code, r.err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("request across the app restart never finished")
 	}
 }
 

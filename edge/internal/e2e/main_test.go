@@ -67,7 +67,14 @@ type stubApp struct {
 
 func startStubApp(t testing.TB) *stubApp {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	return startStubAppAt(t, "127.0.0.1:0")
+}
+
+// startStubAppAt listens on addr (a fixed one brings an app "back" after a
+// restart).
+func startStubAppAt(t testing.TB, addr string) *stubApp {
+	t.Helper()
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,12 +130,15 @@ func startStubApp(t testing.TB) *stubApp {
 	})
 	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go s.srv.Serve(l)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.srv.Shutdown(ctx)
-	})
+	t.Cleanup(s.stop)
 	return s
+}
+
+// stop shuts the app down (idempotent).
+func (s *stubApp) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s.srv.Shutdown(ctx)
 }
 
 // prodEdge is the production Caddyfile running against a stub app.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -126,13 +127,27 @@ func TestMetricsHealthAndLogs(t *testing.T) {
 }
 
 // TestReloadUnderLoad reloads the config repeatedly while clients keep
-// requesting the API, the UI and /health: not one request may fail.
+// requesting the API, the UI and /health, and an event stream stays open:
+// not one request may fail and the stream must not be cut.
 func TestReloadUnderLoad(t *testing.T) {
 	app := startStubApp(t)
 	env, pe := defaultEnv(t, app.addr)
 	env["RATE_LIMIT_API_EVENTS"] = "1000000"
 	env["RATE_LIMIT_STATIC_EVENTS"] = "1000000"
+	env["EDGE_STREAM_CLOSE_DELAY"] = "2m"
 	startProdEdge(t, env, pe)
+
+	// An event stream opened before the reloads must survive them.
+	streamReq, _ := http.NewRequest("GET", pe.url("/api/v1/jobs/1/events/stream"), nil)
+	stream, err := pe.client("127.0.0.1").Do(streamReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	streamRd := bufio.NewReader(stream.Body)
+	if line, err := streamRd.ReadString('\n'); err != nil || line != "event: status\n" {
+		t.Fatalf("stream start: %q, %v", line, err)
+	}
 
 	var ok, failed atomic.Int64
 	var firstErr atomic.Value
@@ -190,6 +205,12 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+
+	close(app.release)
+	rest, err := io.ReadAll(streamRd)
+	if err != nil || !strings.Contains(string(rest), `"state":"done"`) {
+		t.Errorf("event stream cut by the reloads: read %q, %v", rest, err)
+	}
 	if _, err := pe.WaitLog(10*time.Second, "load complete"); err != nil {
 		t.Errorf("no config load logged: %v", err)
 	}

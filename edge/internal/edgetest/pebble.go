@@ -78,7 +78,8 @@ func RequireFreePorts(t testing.TB, ports ...int) {
 
 // StartPebble starts challtestsrv and Pebble on random loopback ports.
 // Profiles: "default" issues 90-day certificates, "shortlived" 120-second
-// ones (for renewal tests).
+// ones (for renewal tests). Pebble picks a random profile for an order that
+// names none, so tests must always name one.
 func StartPebble(t testing.TB) *Pebble {
 	t.Helper()
 	pebbleBin, err := FindTool("pebble")
