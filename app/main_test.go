@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/finetune-studio/finetune-studio/app/internal/testenv"
 )
@@ -316,6 +317,14 @@ func TestServeEndToEnd(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
+	// The live exposition, with real label values, passes promlint too.
+	problems, err := promlint.New(bytes.NewReader(metricsBody)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
 	// Metrics are not on the public listener.
 	if code, _ := a.get(t, "/metrics", ""); code != 404 {
 		t.Errorf("/metrics on the API listener: %d, want 404", code)
@@ -552,6 +561,16 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 			t.Errorf("step %q logged out of order", s)
 		}
 		last = i
+	}
+}
+
+func TestServerTimeoutsAreSet(t *testing.T) {
+	srv := newServer(http.NotFoundHandler(), nil)
+	if srv.ReadHeaderTimeout <= 0 || srv.ReadTimeout <= 0 || srv.WriteTimeout <= 0 || srv.IdleTimeout <= 0 || srv.MaxHeaderBytes <= 0 {
+		t.Fatalf("unbounded server: %+v", srv)
+	}
+	if srv.ReadHeaderTimeout > 30*time.Second {
+		t.Fatalf("ReadHeaderTimeout %s lets slow clients hold connections", srv.ReadHeaderTimeout)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -87,21 +88,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Config: cfg, Log: log, Auth: auth.New(st), Health: checker, Metrics: m, Store: st, Blob: bl,
 	})
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
-	srv := &http.Server{
-		Handler:           a.Handler(),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
-		ErrorLog:          errLog,
-	}
+	srv := newServer(a.Handler(), errLog)
 	metricsMux := http.NewServeMux()
 	metricsMux.Handle("GET /metrics", m.Handler())
-	metricsSrv := &http.Server{
-		Handler: metricsMux, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
-		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout, ErrorLog: errLog,
-	}
+	metricsSrv := newServer(metricsMux, errLog)
 	ln, err := net.Listen("tcp", cfg.HTTP.Addr)
 	if err != nil {
 		_ = pool.Shutdown(context.Background())
@@ -166,6 +156,20 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	log.Info("shutdown: database pool closed")
 	log.Info("shutdown: complete")
 	return runErr
+}
+
+// newServer applies the timeouts every listener needs, so a slow or idle
+// client cannot hold a connection (or a goroutine) forever.
+func newServer(h http.Handler, errLog *stdlog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          errLog,
+	}
 }
 
 // openBackends connects to Postgres (migrating it) and object storage
