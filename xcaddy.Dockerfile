@@ -27,12 +27,14 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     GOOS=$TARGETOS GOARCH=$TARGETARCH go build -ldflags "-s -w" -o /out/caddy ./edge
 
 # The UI's built assets with .gz siblings, which Caddy's
-# `file_server { precompressed gzip }` serves without compressing per request.
+# `file_server { precompressed ... }` serves without compressing per request.
+# edge/scripts/build-ui.sh already writes .gz and .zst; whatever lacks a .gz
+# (an asset added without rerunning it) gets one here.
 FROM --platform=$BUILDPLATFORM ${GO_IMAGE} AS ui
 COPY edge/ui /ui
 RUN find /ui -type f \( -name '*.html' -o -name '*.css' -o -name '*.js' -o -name '*.mjs' \
       -o -name '*.json' -o -name '*.svg' -o -name '*.txt' -o -name '*.map' \) \
-      -exec gzip -9 -k -n {} +
+      -exec sh -c 'for f; do [ -e "$f.gz" ] || gzip -9 -k -n "$f"; done' sh {} +
 
 # Same minimal filesystem as the app image, plus /data and /config owned by
 # the edge's user: Caddy keeps certificates and ACME accounts in /data and
