@@ -298,7 +298,7 @@ func TestServeEndToEnd(t *testing.T) {
 	if code, body := a.get(t, "/api/v1/whoami", token, "Cookie", cookie); code != 200 {
 		t.Fatalf("whoami: %d %s", code, body)
 	}
-	if code, _ := a.get(t, "/api/v1/whoami", "fts_0000000000000000_"+strings.Repeat("A", 43)); code != 401 {
+	if code, _ := a.get(t, "/api/v1/whoami", "fts_0000000000000000_"+strings.Repeat("a", 64)); code != 401 {
 		t.Fatalf("wrong token: %d", code)
 	}
 	code, body := a.get(t, "/api/v1/whoami?X-Amz-Signature=sig-must-not-leak", "")
@@ -387,7 +387,7 @@ func TestReadinessFollowsDependencies(t *testing.T) {
 	})
 	a.waitReady(t, "fail", 503)
 	// API requests answer a clean 503 while the database is down.
-	code, b := a.get(t, "/api/v1/whoami", "fts_0000000000000000_"+strings.Repeat("A", 43))
+	code, b := a.get(t, "/api/v1/whoami", "fts_0000000000000000_"+strings.Repeat("a", 64))
 	if code != 503 || !strings.Contains(string(b), "service_unavailable") {
 		t.Fatalf("API with database down: %d %s", code, b)
 	}

@@ -40,7 +40,7 @@ func TestMintIsRandomAndLongEnough(t *testing.T) {
 		t.Fatalf("shape: %q hash %d bytes", a.Plaintext, len(a.SecretHash))
 	}
 	secret := strings.Split(a.Plaintext, "_")[2]
-	if len(secret) != 43 { // 32 bytes, base64url without padding
+	if len(secret) != 64 { // 32 bytes in hex
 		t.Fatalf("secret %q is not 32 random bytes", secret)
 	}
 	if strings.Contains(string(a.SecretHash), secret) {
