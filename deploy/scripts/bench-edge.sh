@@ -4,8 +4,12 @@
 #   edge     our edge, production Caddyfile (TLS, CORS, rate limit below its
 #            trigger, security headers, gzip, JSON access log), tuned
 #   edge-untuned  the same with Go's default GC settings
-#   caddy    stock Caddy v2.11.9 (+ caddy-ratelimit), hand-written config
-#            doing the same job without our modules, untuned
+#   caddysame  stock Caddy v2.11.9 (+ caddy-ratelimit) running the production
+#            Caddyfile with our three modules taken out (CORS by hand with
+#            header rules): the cost of our modules
+#   caddy    stock Caddy with a typical hand-written config for the same job
+#            (gzip, rate limit, JSON log, headers, CORS by hand, proxy with
+#            flush_interval -1 for SSE), Go defaults: "untuned stock Caddy"
 #   nginx    Debian's nginx doing the same job
 # over plain HTTP/1.1 and HTTPS (HTTP/1.1 over TLS). Closed loop: wrk, max
 # throughput. Open loop: vegeta at a fixed rate, p50/p95/p99 latency.
@@ -74,10 +78,33 @@ edge_caddyfile() { # http_port
 	sed "s|^{\$DOMAIN} {|{\$DOMAIN}, http://{\$DOMAIN}:$1 {|" Caddyfile
 }
 printf 'local_certs\nskip_install_trust\n' >"$work/globals.caddy"
-start_edge() { # name gogc
-	local name=$1 gogc=$2 hp tp ap
+# The production Caddyfile without our modules, for stock Caddy.
+without_our_modules() {
+	python3 - "$1" <<'PY'
+import re, sys
+s = open(sys.argv[1]).read()
+s = s.replace("\tcert_metrics\n", "")
+s = re.sub(r"edge_health [^\n]*", "respond `{\"status\":\"pass\"}` 200", s)
+cors_by_hand = """@cors_allowed header Origin https://{$DOMAIN}
+		header @cors_allowed Access-Control-Allow-Origin {http.request.header.Origin}
+		header @cors_allowed Access-Control-Expose-Headers "X-Request-ID, Retry-After, Location"
+		header Vary Origin
+		@preflight {
+			method OPTIONS
+			header Access-Control-Request-Method *
+		}
+		respond @preflight 204"""
+s, n = re.subn(r"cors https://\{\$DOMAIN\} \{\$CORS_ORIGINS\} \{.*?\n\t\t\}", cors_by_hand, s, flags=re.S)
+assert n == 1, "cors block not found"
+print(s, end="")
+PY
+}
+
+start_edge() { # name gogc [binary] [caddyfile-filter]
+	local name=$1 gogc=$2 bin=${3:-$work/edge} filter=${4:-cat} hp tp ap
 	hp=$(free_port) tp=$(free_port) ap=$(free_port)
-	edge_caddyfile "$hp" >"$work/$name.Caddyfile"
+	edge_caddyfile "$hp" >"$work/$name.Caddyfile.in"
+	"$filter" "$work/$name.Caddyfile.in" >"$work/$name.Caddyfile"
 	env -i PATH="$PATH" HOME="$work/$name-home" GOGC="$gogc" \
 		DOMAIN=localhost ACME_EMAIL=bench@example.test \
 		EDGE_ADMIN_ADDR="127.0.0.1:$ap" EDGE_STORAGE_DIR="$work/$name-data" \
@@ -85,7 +112,7 @@ start_edge() { # name gogc
 		EDGE_METRICS_PORT="$(free_port)" EDGE_EXTRA_GLOBALS="$work/globals.caddy" \
 		EDGE_UI_DIR="$root/edge/ui" APP_UPSTREAMS="127.0.0.1:$stub_port" \
 		RATE_LIMIT_API_EVENTS=100000 RATE_LIMIT_API_WINDOW=1s \
-		"$work/edge" run --config "$work/$name.Caddyfile" --adapter caddyfile >"$work/$name.log" 2>&1 &
+		"$bin" run --config "$work/$name.Caddyfile" --adapter caddyfile >"$work/$name.log" 2>&1 &
 	pids+=($!)
 	urls[${name}_http]="http://localhost:$hp"
 	urls[${name}_https]="https://localhost:$tp"
@@ -97,6 +124,7 @@ start_edge() { # name gogc
 # cycles; the image ships it (see docs/benchmarks.md).
 start_edge edge 400
 start_edge edgeuntuned 100
+start_edge caddysame 100 "$work/stockcaddy" without_our_modules
 
 # --- stock Caddy, configured by hand for the same job, untuned.
 caddy_http_port=$(free_port) caddy_tls_port=$(free_port)
@@ -142,6 +170,7 @@ localhost, http://localhost:$caddy_http_port {
 		}
 	}
 	reverse_proxy 127.0.0.1:$stub_port {
+		flush_interval -1
 		header_up X-Request-ID {http.request.uuid}
 	}
 }
@@ -217,7 +246,7 @@ urls[direct_http]="http://127.0.0.1:$stub_port"
 
 # Sanity: every target answers the same body, gzip'd where it applies, and
 # the CORS header is there.
-for t in edge edgeuntuned caddy nginx; do
+for t in edge edgeuntuned caddysame caddy nginx; do
 	for proto in http https; do
 		hdrs=$(curl -ks -D - -o /dev/null -H 'Accept-Encoding: gzip' -H 'Origin: https://localhost' "${urls[${t}_${proto}]}/api/v1/datasets")
 		grep -qi '^content-encoding: gzip' <<<"$hdrs" || { echo "bench-edge: $t/$proto not gzip'd" >&2; exit 1; }
@@ -251,21 +280,30 @@ fi
 
 printf '\nEdge benchmark: %s s per run, median of %s runs, wrk -t2 -c%s, vegeta %s req/s; %s\n\n' \
 	"$DUR" "$REPEATS" "$CONNS" "$RATE" "$(date -u +%Y-%m-%dT%H:%MZ)"
+# Round-robin: each repeat visits every target in turn, so a burst of
+# background load hits all of them alike instead of one row.
+targets=()
+for t in direct edge edgeuntuned caddysame caddy nginx; do
+	for proto in http https; do
+		if [ -n "${urls[${t}_${proto}]:-}" ]; then # the stub app speaks plain HTTP only
+			targets+=("${t}_${proto}")
+		fi
+	done
+done
+declare -A rps p50 p95 p99 ok
+for i in $(seq 1 "$REPEATS"); do
+	echo "round $i/$REPEATS..." >&2
+	for k in "${targets[@]}"; do
+		rps[$k]+="$(run_wrk "${urls[$k]}") "
+		read -r a b c d <<<"$(run_vegeta "${urls[$k]}")"
+		p50[$k]+="$a " p95[$k]+="$b " p99[$k]+="$c " ok[$k]+="$d "
+	done
+done
+
+med() { tr ' ' '\n' <<<"$1" | grep . | median; }
 printf '| target | proto | max req/s (wrk) | p50 ms @%s/s | p95 ms | p99 ms | success |\n' "$RATE"
 printf '|---|---|---:|---:|---:|---:|---:|\n'
-for t in direct edge edgeuntuned caddy nginx; do
-	for proto in http https; do
-		url=${urls[${t}_${proto}]:-}
-		[ -n "$url" ] || continue # the stub app speaks plain HTTP only
-		rps=() p50=() p95=() p99=() ok=()
-		for _ in $(seq 1 "$REPEATS"); do
-			rps+=("$(run_wrk "$url")")
-			read -r a b c d <<<"$(run_vegeta "$url")"
-			p50+=("$a") p95+=("$b") p99+=("$c") ok+=("$d")
-		done
-		printf '| %s | %s | %.0f | %s | %s | %s | %s |\n' "$t" "$proto" \
-			"$(printf '%s\n' "${rps[@]}" | median)" \
-			"$(printf '%s\n' "${p50[@]}" | median)" "$(printf '%s\n' "${p95[@]}" | median)" \
-			"$(printf '%s\n' "${p99[@]}" | median)" "$(printf '%s\n' "${ok[@]}" | median)"
-	done
+for k in "${targets[@]}"; do
+	printf '| %s | %s | %.0f | %s | %s | %s | %s |\n' "${k%_*}" "${k##*_}" \
+		"$(med "${rps[$k]}")" "$(med "${p50[$k]}")" "$(med "${p95[$k]}")" "$(med "${p99[$k]}")" "$(med "${ok[$k]}")"
 done
