@@ -258,15 +258,24 @@ func (p *Pool) watchDepth() {
 }
 
 func (p *Pool) work(id int) {
+	idle := p.opts.PollInterval
 	for p.claimCtx.Err() == nil {
 		t, err := p.q.ClaimTask(p.claimCtx, p.kinds, p.opts.Lease)
-		if err != nil && p.claimCtx.Err() == nil {
-			p.log.Warn("claiming task failed", "worker", id, "error", err.Error())
+		switch {
+		case err != nil && p.claimCtx.Err() == nil:
+			// The database is unreachable: back off (up to 30s) instead of
+			// logging and hammering it every poll interval.
+			p.log.Warn("claiming task failed", "worker", id, "retry_in", idle.String(), "error", err.Error())
+		case err == nil:
+			idle = p.opts.PollInterval
 		}
 		if t == nil {
 			select {
 			case <-p.claimCtx.Done():
-			case <-time.After(p.opts.PollInterval):
+			case <-time.After(idle):
+			}
+			if err != nil {
+				idle = min(idle*2, max(30*time.Second, p.opts.PollInterval))
 			}
 			continue
 		}
