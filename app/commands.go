@@ -14,6 +14,7 @@ import (
 
 	"github.com/finetune-studio/finetune-studio/app/internal/auth"
 	"github.com/finetune-studio/finetune-studio/app/internal/config"
+	"github.com/finetune-studio/finetune-studio/app/internal/problem"
 	"github.com/finetune-studio/finetune-studio/app/internal/store"
 )
 
@@ -84,24 +85,47 @@ func migrate(ctx context.Context, cfg config.Config, action string, stdout io.Wr
 	return tw.Flush()
 }
 
-func tokenArgs(args []string) (string, error) {
-	if len(args) == 0 || args[0] != "create" {
-		return "", usageError("token needs: create --name NAME")
+// tokenArgs parses "create --name NAME" or "revoke --id ID".
+func tokenArgs(args []string) (action, value string, err error) {
+	if len(args) == 0 || (args[0] != "create" && args[0] != "revoke") {
+		return "", "", usageError("token needs: create --name NAME, or revoke --id TOKEN_ID")
 	}
-	var name string
+	action = args[0]
+	flag := "--name"
+	if action == "revoke" {
+		flag = "--id"
+	}
 	switch rest := args[1:]; {
-	case len(rest) == 2 && rest[0] == "--name":
-		name = rest[1]
-	case len(rest) == 1 && strings.HasPrefix(rest[0], "--name="):
-		name = strings.TrimPrefix(rest[0], "--name=")
+	case len(rest) == 2 && rest[0] == flag:
+		value = rest[1]
+	case len(rest) == 1 && strings.HasPrefix(rest[0], flag+"="):
+		value = strings.TrimPrefix(rest[0], flag+"=")
 	default:
-		return "", usageError("token create needs --name NAME")
+		return "", "", usageError("token %s needs %s", action, flag)
 	}
-	name = strings.TrimSpace(name)
-	if name == "" || len(name) > 200 {
-		return "", usageError("token name must be 1 to 200 characters")
+	value = strings.TrimSpace(value)
+	if value == "" || len(value) > 200 {
+		return "", "", usageError("%s must be 1 to 200 characters", flag)
 	}
-	return name, nil
+	return action, value, nil
+}
+
+// revokeToken makes a token stop working at once.
+func revokeToken(ctx context.Context, cfg config.Config, id string, stdout io.Writer, log *slog.Logger) error {
+	st, err := openStore(ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if err := st.RevokeToken(ctx, id); err != nil {
+		if errors.Is(err, problem.ErrNotFound) {
+			return &exitError{code: 1, msg: "no live token with id " + id}
+		}
+		return err
+	}
+	log.Info("api token revoked", "token_id", id)
+	_, err = fmt.Fprintf(stdout, "revoked %s\n", id)
+	return err
 }
 
 // createToken mints a token and prints it, alone, on stdout: it is shown

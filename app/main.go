@@ -4,6 +4,7 @@
 //	app migrate up|status       apply or list database migrations
 //	app config check            validate the environment; exit 2 on any problem
 //	app token create --name N   mint an API token and print it once
+//	app token revoke --id ID    revoke a token (its id is the part after fts_)
 //	app healthcheck             exit 0 only if the local /readyz passes
 //
 // Configuration comes from the environment (see docs/configuration.md).
@@ -64,6 +65,7 @@ const usage = `usage: app [serve]
        app migrate up|status
        app config check
        app token create --name NAME
+       app token revoke --id TOKEN_ID
        app healthcheck`
 
 // run dispatches a subcommand. Output meant for people goes to stdout and
@@ -100,7 +102,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 		}
 		return configCheck(environ, stdout, stderr)
 	case "token":
-		name, err := tokenArgs(args)
+		action, value, err := tokenArgs(args)
 		if err != nil {
 			return err
 		}
@@ -109,7 +111,10 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 			return err
 		}
 		level.Set(cfg.LogLevel)
-		return createToken(ctx, cfg, name, stdout, log)
+		if action == "revoke" {
+			return revokeToken(ctx, cfg, value, stdout, log)
+		}
+		return createToken(ctx, cfg, value, stdout, log)
 	case "healthcheck":
 		return healthcheck(ctx, environ)
 	case "help", "-h", "--help":

@@ -330,6 +330,18 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Errorf("/metrics on the API listener: %d, want 404", code)
 	}
 
+	// Revoking the token locks it out at once.
+	tokenID := strings.Split(token, "_")[1]
+	if out, stderr, code := runCmd(t, env, "token", "revoke", "--id", tokenID); code != 0 || !strings.Contains(out, "revoked") {
+		t.Fatalf("token revoke: %d %s %s", code, out, stderr)
+	}
+	if code, _ := a.get(t, "/api/v1/whoami", token); code != 401 {
+		t.Fatalf("revoked token: got %d, want 401", code)
+	}
+	if _, _, code := runCmd(t, env, "token", "revoke", "--id", tokenID); code != 1 {
+		t.Fatalf("revoking twice: exit %d, want 1", code)
+	}
+
 	logs := a.logs.String()
 	secrets := map[string]string{
 		"API token":           token,
