@@ -406,6 +406,17 @@ func TestReadinessFollowsDependencies(t *testing.T) {
 	pg.Start(t)
 	pgUp = true
 	a.waitReady(t, "pass", 200)
+	// Connection errors were logged while the dependencies were down: they
+	// must not carry credentials.
+	logs := a.logs.String()
+	if !strings.Contains(logs, `"msg":"health check not passing"`) {
+		t.Fatalf("outages not logged:\n%s", logs)
+	}
+	for _, s := range []string{dbPassword, env["S3_SECRET_KEY"]} {
+		if strings.Contains(logs, s) {
+			t.Fatal("logs of a dependency outage contain a credential")
+		}
+	}
 }
 
 // TestGracefulShutdownUnderLoad keeps requests in flight across SIGTERM.
