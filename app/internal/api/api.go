@@ -84,8 +84,8 @@ func New(d Deps) *API {
 		router:   mux.NewRouter(),
 		stopping: make(chan struct{}),
 	}
-	a.router.NotFoundHandler = a.wrap(routeUnmatched, a.notFound, a.optionsFor(""))
-	a.router.MethodNotAllowedHandler = a.wrap(routeUnmatched, a.methodNotAllowed, a.optionsFor(""))
+	a.router.NotFoundHandler = a.wrap(routeUnmatched, a.notFound, a.optionsFor())
+	a.router.MethodNotAllowedHandler = a.wrap(routeUnmatched, a.methodNotAllowed, a.optionsFor())
 	a.routes()
 	a.handler = a.observe(a.router)
 	return a
@@ -124,7 +124,7 @@ func NoDeadlines() RouteOption { return func(o *routeOptions) { o.noDeadlines = 
 // write deadline, and every write is flushed at once (see Flush).
 func Streaming() RouteOption { return NoDeadlines() }
 
-func (a *API) optionsFor(_ string, opts ...RouteOption) routeOptions {
+func (a *API) optionsFor(opts ...RouteOption) routeOptions {
 	o := routeOptions{bodyLimit: a.cfg.MaxBodyBytes}
 	for _, opt := range opts {
 		opt(&o)
@@ -135,7 +135,7 @@ func (a *API) optionsFor(_ string, opts ...RouteOption) routeOptions {
 // route registers h for method and path (a mux template such as
 // /api/v1/jobs/{id}). The template is what logs and metrics see.
 func (a *API) route(method, path string, h HandlerFunc, opts ...RouteOption) {
-	a.router.Handle(path, a.wrap(path, h, a.optionsFor(path, opts...))).Methods(method)
+	a.router.Handle(path, a.wrap(path, h, a.optionsFor(opts...))).Methods(method)
 }
 
 // Flush sends buffered response bytes to the client now (for streaming).
