@@ -6,9 +6,7 @@ import "net/http"
 // bearer token (enforced in wrap, not here).
 func (a *API) routes() {
 	a.route(http.MethodGet, "/livez", a.livez)
-	a.route(http.MethodHead, "/livez", a.livez) // some balancers probe with HEAD
 	a.route(http.MethodGet, "/readyz", a.readyz)
-	a.route(http.MethodHead, "/readyz", a.readyz)
 	a.route(http.MethodGet, "/api/v1/whoami", a.whoami)
 
 	// Domain routes (datasets, jobs, job events, models): see training.go.
