@@ -121,6 +121,8 @@ func startStubAppAt(t testing.TB, addr string) *stubApp {
 		s.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Server", "stub-app/1.0")
+		// A secret the access log must not keep.
+		w.Header().Set("Set-Cookie", "sess=setcookie-SECRET-5; HttpOnly; Secure")
 		// ~8 KB of JSON, well above the compression threshold.
 		items := make([]string, 100)
 		for i := range items {
