@@ -79,7 +79,7 @@ install_bench() {
 
 install_containers() {
   apt_install podman buildah runc debootstrap uidmap slirp4netns fuse-overlayfs \
-    netavark aardvark-dns openssl curl python3
+    netavark aardvark-dns openssl curl python3 postgresql-client
   go_tool gitleaks github.com/zricethezav/gitleaks/v8 "$GITLEAKS_VERSION"
   go_tool pebble github.com/letsencrypt/pebble/v2/cmd/pebble "$PEBBLE_VERSION"
   if [ ! -x "$BIN/docker-compose" ] || [ "$(cat "$TOOLS_DIR/versions/docker-compose" 2>/dev/null)" != "$COMPOSE_VERSION" ]; then

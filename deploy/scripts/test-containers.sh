@@ -75,6 +75,7 @@ cleanup() {
       compose logs --no-color --tail 40 >&2 2>&1
     fi
     compose down -v --remove-orphans >/dev/null 2>&1
+    compose_dev down -v --remove-orphans >/dev/null 2>&1
   fi
   [ -n "$ticker_pid" ] && kill "$ticker_pid" 2>/dev/null && wait "$ticker_pid" 2>/dev/null
   if [ $KEEP_IMAGES -eq 0 ]; then "$ENGINE" rmi -f "$NAIVE_IMAGE" >/dev/null 2>&1; fi
@@ -355,6 +356,10 @@ export ACME_CA=https://pebble:14000/dir EDGE_BIND_ADDRESS=127.0.0.1
 export HTTP_PORT HTTPS_PORT
 export CERTS_DIR=$work/certs SECRETS_DIR=$work/secrets
 compose() { "${COMPOSE_CMD[@]}" -f "$repo/deploy/docker-compose.yml" -f "$work/compose.test.yml" "$@"; }
+compose_dev() {
+  "${COMPOSE_CMD[@]}" -p "${PROJECT}dev" -f "$repo/deploy/docker-compose.yml" \
+    -f "$repo/deploy/docker-compose.dev.yml" "$@"
+}
 compose config -q || fail "compose config is invalid"
 "${COMPOSE_CMD[@]}" -f "$repo/deploy/docker-compose.yml" -f "$repo/deploy/docker-compose.dev.yml" config -q ||
   fail "the development override is invalid"
@@ -364,7 +369,7 @@ compose_ready=1
 if [ $TICK -eq 1 ]; then
   (
     while :; do
-      for c in $(podman ps --filter "label=com.docker.compose.project=$PROJECT" --format '{{.Names}}'); do
+      for c in $(podman ps --format '{{.Names}}' | grep "^$PROJECT" || true); do
         podman healthcheck run "$c" >/dev/null 2>&1 || true
       done
       sleep 2
@@ -529,5 +534,38 @@ pass "edge reused its stored certificate (same fingerprint, no ACME order)"
 listed || fail "dataset $dataset_id is gone after down/up"
 object_stored || fail "the object of dataset $dataset_id is gone after down/up"
 pass "dataset and its object survived down/up"
+
+# --- 6. the development override ---------------------------------------------
+log "development override: up with the same images"
+compose down -v >/dev/null 2>&1
+dev_ports=(EDGE_DEV_PORT APP_DEV_PORT APP_METRICS_DEV_PORT POSTGRES_DEV_PORT MINIO_DEV_PORT MINIO_CONSOLE_DEV_PORT)
+for v in "${dev_ports[@]}"; do export "$v=$(free_port)"; done
+compose_dev up -d >"$work/up-dev.log" 2>&1 || { cat "$work/up-dev.log" >&2; fail "development compose up failed"; }
+dev_healthy() {
+  local s c
+  for s in postgres minio app edge; do
+    c=$(compose_dev ps -q "$s" | head -1)
+    [ "$("$ENGINE" inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{end}}' "$c" 2>/dev/null)" = healthy ] || return 1
+  done
+}
+wait_for "the development stack healthy" dev_healthy
+for s in edge app postgres minio; do
+  bindings=$("$ENGINE" port "$(compose_dev ps -q "$s" | head -1)")
+  [ -n "$bindings" ] || fail "development: $s publishes nothing"
+  if grep -v '127\.0\.0\.1:' <<<"$bindings" | grep -q .; then
+    fail "development: $s publishes beyond 127.0.0.1: $bindings"
+  fi
+done
+dev_edge() {
+  [ "$(curl -sS --max-time 10 -k -o /dev/null -w '%{http_code}' "https://localhost:$EDGE_DEV_PORT/health" 2>/dev/null)" = 200 ]
+}
+wait_for "the development edge" dev_edge
+[ "$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$APP_DEV_PORT/readyz")" = 200 ] ||
+  fail "development: the app port does not answer /readyz"
+PGPASSWORD=$(cat "$work/secrets/postgres_password") psql -X -q -t \
+  "host=localhost port=$POSTGRES_DEV_PORT user=studio dbname=studio sslmode=verify-full sslrootcert=$work/certs/ca.crt" \
+  -c 'select 1' >/dev/null 2>&1 || fail "development: Postgres on 127.0.0.1 does not verify-full"
+compose_dev down -v >/dev/null 2>&1
+pass "development override: healthy, every port on 127.0.0.1 only, edge over tls internal, Postgres verify-full"
 
 result "total test time: $(($(date +%s) - t0))s"
