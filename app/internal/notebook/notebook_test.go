@@ -136,7 +136,7 @@ func TestRenderGolden(t *testing.T) {
 			}
 			meta, _ := json.MarshalIndent(k.Metadata, "", "  ")
 			for name, got := range map[string][]byte{
-				"train-" + schema + ".ipynb":           k.Notebook,
+				"train-" + schema + ".ipynb":          k.Notebook,
 				"kernel-metadata-" + schema + ".json": append(meta, '\n'),
 			} {
 				path := filepath.Join("testdata", name)

@@ -206,4 +206,3 @@ func tail(b []byte, n int) string {
 	}
 	return string(b)
 }
-
