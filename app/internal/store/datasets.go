@@ -48,29 +48,9 @@ func likePrefix(s string) string {
 // cursor of the next page ("" on the last page).
 func (s *Store) ListDatasets(ctx context.Context, namePrefix string, page training.Page) ([]training.Dataset, string, error) {
 	q, args := listDatasetsQuery(namePrefix, page)
-	rows, err := s.db.Query(ctx, q, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("listing datasets: %w", mapErr(err))
-	}
-	defer rows.Close()
-	out := []training.Dataset{}
-	for rows.Next() {
-		d, err := scanDataset(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("listing datasets: %w", mapErr(err))
-		}
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("listing datasets: %w", mapErr(err))
-	}
-	var next string
-	if len(out) > page.Limit {
-		out = out[:page.Limit]
-		last := out[len(out)-1]
-		next = training.Cursor{CreatedAt: last.CreatedAt, ID: last.ID}.Encode()
-	}
-	return out, next, nil
+	return listPage(ctx, s.db, "listing datasets", q, args, page.Limit,
+		func(r scanner) (training.Dataset, error) { return scanDataset(r) },
+		func(d training.Dataset) training.Cursor { return training.Cursor{CreatedAt: d.CreatedAt, ID: d.ID} })
 }
 
 // listDatasetsQuery builds the list query. Served by

@@ -78,29 +78,8 @@ func (s *Store) InsertJob(ctx context.Context, j training.Job) (training.Job, er
 // ListJobs returns a page of jobs, newest first, optionally of one status.
 func (s *Store) ListJobs(ctx context.Context, status training.Status, page training.Page) ([]training.Job, string, error) {
 	q, args := listJobsQuery(status, page)
-	rows, err := s.db.Query(ctx, q, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("listing jobs: %w", mapErr(err))
-	}
-	defer rows.Close()
-	out := []training.Job{}
-	for rows.Next() {
-		j, err := scanJob(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("listing jobs: %w", mapErr(err))
-		}
-		out = append(out, j)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("listing jobs: %w", mapErr(err))
-	}
-	var next string
-	if len(out) > page.Limit {
-		out = out[:page.Limit]
-		last := out[len(out)-1]
-		next = training.Cursor{CreatedAt: last.CreatedAt, ID: last.ID}.Encode()
-	}
-	return out, next, nil
+	return listPage(ctx, s.db, "listing jobs", q, args, page.Limit, scanJob,
+		func(j training.Job) training.Cursor { return training.Cursor{CreatedAt: j.CreatedAt, ID: j.ID} })
 }
 
 // listJobsQuery builds the list query: two literal shapes rather than one

@@ -34,29 +34,8 @@ func (s *Store) ListModels(ctx context.Context, page training.Page) ([]training.
 		args = append(args, page.After.CreatedAt, page.After.ID)
 	}
 	q += ` ORDER BY models.created_at DESC, models.id DESC LIMIT $1`
-	rows, err := s.db.Query(ctx, q, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("listing models: %w", mapErr(err))
-	}
-	defer rows.Close()
-	out := []training.Model{}
-	for rows.Next() {
-		m, err := scanModel(rows)
-		if err != nil {
-			return nil, "", fmt.Errorf("listing models: %w", mapErr(err))
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, "", fmt.Errorf("listing models: %w", mapErr(err))
-	}
-	var next string
-	if len(out) > page.Limit {
-		out = out[:page.Limit]
-		last := out[len(out)-1]
-		next = training.Cursor{CreatedAt: last.CreatedAt, ID: last.ID}.Encode()
-	}
-	return out, next, nil
+	return listPage(ctx, s.db, "listing models", q, args, page.Limit, scanModel,
+		func(m training.Model) training.Cursor { return training.Cursor{CreatedAt: m.CreatedAt, ID: m.ID} })
 }
 
 // GetModel returns one model.
