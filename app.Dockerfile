@@ -21,7 +21,10 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     go mod download
 COPY app ./app
 COPY migrations ./migrations
-ARG TARGETOS=linux TARGETARCH=amd64 VERSION=dev REVISION=unknown
+# No defaults for the platform arguments: a default would override the
+# value the builder sets from --platform (docker/buildx#510).
+ARG TARGETOS TARGETARCH
+ARG VERSION=dev REVISION=unknown
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     GOOS=$TARGETOS GOARCH=$TARGETARCH go build \

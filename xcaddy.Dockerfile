@@ -21,7 +21,9 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     go mod download
 COPY edge ./edge
 COPY caddy-modules ./caddy-modules
-ARG TARGETOS=linux TARGETARCH=amd64
+# No defaults: a default would override the value the builder sets from
+# --platform (docker/buildx#510).
+ARG TARGETOS TARGETARCH
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     GOOS=$TARGETOS GOARCH=$TARGETARCH go build -ldflags "-s -w" -o /out/caddy ./edge
