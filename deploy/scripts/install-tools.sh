@@ -65,7 +65,8 @@ install_base() {
 
 install_test() {
   install_base
-  apt_install shellcheck
+  # python3 parses and runs the generated training notebook's code in tests.
+  apt_install shellcheck python3
   go_tool pebble github.com/letsencrypt/pebble/v2/cmd/pebble "$PEBBLE_VERSION"
   go_tool pebble-challtestsrv github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv "$PEBBLE_VERSION"
 }
