@@ -63,7 +63,10 @@ COPY --from=rootfs /rootfs/ /
 COPY --from=build /out/caddy /usr/bin/caddy
 COPY --from=ui /ui /srv/ui
 COPY Caddyfile /etc/caddy/Caddyfile
-ENV ZONEINFO=/usr/share/zoneinfo.zip \
+# GOGC=400: a few MB more heap for far fewer GC cycles under load
+# (docs/benchmarks.md); Caddy still sets GOMEMLIMIT from the cgroup limit.
+ENV GOGC=400 \
+    ZONEINFO=/usr/share/zoneinfo.zip \
     XDG_DATA_HOME=/data \
     XDG_CONFIG_HOME=/config \
     EDGE_UI_DIR=/srv/ui

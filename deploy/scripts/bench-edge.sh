@@ -2,7 +2,8 @@
 # Edge benchmark: the same ~1 KB JSON API route, side by side in one run,
 #   direct   straight to the stub app
 #   edge     our edge, production Caddyfile (TLS, CORS, rate limit below its
-#            trigger, security headers, gzip, JSON access log), tuned
+#            trigger, security headers, gzip, JSON access log), tuned as the
+#            image ships it (GOGC=400, xcaddy.Dockerfile)
 #   edge-untuned  the same with Go's default GC settings
 #   caddysame  stock Caddy v2.11.9 (+ caddy-ratelimit) running the production
 #            Caddyfile with our three modules taken out (CORS by hand with
@@ -281,7 +282,9 @@ fi
 printf '\nEdge benchmark: %s s per run, median of %s runs, wrk -t2 -c%s, vegeta %s req/s; %s\n\n' \
 	"$DUR" "$REPEATS" "$CONNS" "$RATE" "$(date -u +%Y-%m-%dT%H:%MZ)"
 # Round-robin: each repeat visits every target in turn, so a burst of
-# background load hits all of them alike instead of one row.
+# background load hits all of them alike instead of one row; each round
+# starts one target later, so no target always runs first (or right after
+# the same neighbour).
 targets=()
 for t in direct edge edgeuntuned caddysame caddy nginx; do
 	for proto in http https; do
@@ -293,7 +296,8 @@ done
 declare -A rps p50 p95 p99 ok
 for i in $(seq 1 "$REPEATS"); do
 	echo "round $i/$REPEATS..." >&2
-	for k in "${targets[@]}"; do
+	for j in "${!targets[@]}"; do
+		k=${targets[$(((i + j) % ${#targets[@]}))]}
 		rps[$k]+="$(run_wrk "${urls[$k]}") "
 		read -r a b c d <<<"$(run_vegeta "${urls[$k]}")"
 		p50[$k]+="$a " p95[$k]+="$b " p99[$k]+="$c " ok[$k]+="$d "
