@@ -42,6 +42,8 @@ lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files --others --exclude-standard '*.go' 2>/dev/null)); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	shellcheck $$(git ls-files '*.sh' .ci/run 2>/dev/null)
+	@# No secret in any commit (fake test credentials are allow-listed in .gitleaks.toml).
+	gitleaks git --no-banner --redact --log-level warn .
 
 test-go:
 	$(GO) test -race -timeout $(TEST_TIMEOUT) $(GOTESTFLAGS) ./...

@@ -69,6 +69,7 @@ install_test() {
   apt_install shellcheck python3
   go_tool pebble github.com/letsencrypt/pebble/v2/cmd/pebble "$PEBBLE_VERSION"
   go_tool pebble-challtestsrv github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv "$PEBBLE_VERSION"
+  go_tool gitleaks github.com/zricethezav/gitleaks/v8 "$GITLEAKS_VERSION"
 }
 
 install_bench() {
