@@ -111,10 +111,13 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 
 // writeProblem writes the one error shape.
 func writeProblem(w http.ResponseWriter, e *problem.Error) {
-	body := map[string]any{"code": e.Code, "message": e.Message}
-	if len(e.Details) > 0 {
-		body["details"] = e.Details
+	// details is always an array, empty when there is nothing to point at,
+	// so clients (and the edge's own errors) share one exact shape.
+	details := e.Details
+	if details == nil {
+		details = []problem.Detail{}
 	}
+	body := map[string]any{"code": e.Code, "message": e.Message, "details": details}
 	for k, v := range e.Extra {
 		if k != "code" && k != "message" && k != "details" {
 			body[k] = v

@@ -302,14 +302,15 @@ func errorCode(t testing.TB, resp *http.Response, body []byte) string {
 		Error struct {
 			Code    string          `json:"code"`
 			Message string          `json:"message"`
-			Details json.RawMessage `json:"details"`
+			Details *[]json.RawMessage `json:"details"`
 		} `json:"error"`
 	}
 	if err := json.Unmarshal(body, &e); err != nil {
 		t.Fatalf("error body is not JSON: %v: %q", err, body)
 	}
-	if e.Error.Message == "" || len(e.Error.Details) == 0 {
-		t.Errorf("error body %s lacks message or details", body)
+	// The app's shape: details is always an array, empty when unused.
+	if e.Error.Message == "" || e.Error.Details == nil {
+		t.Errorf("error body %s lacks message or a details array", body)
 	}
 	return e.Error.Code
 }
