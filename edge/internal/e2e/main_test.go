@@ -300,8 +300,8 @@ func errorCode(t testing.TB, resp *http.Response, body []byte) string {
 	}
 	var e struct {
 		Error struct {
-			Code    string          `json:"code"`
-			Message string          `json:"message"`
+			Code    string             `json:"code"`
+			Message string             `json:"message"`
 			Details *[]json.RawMessage `json:"details"`
 		} `json:"error"`
 	}
