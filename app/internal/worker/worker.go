@@ -257,10 +257,19 @@ func (p *Pool) watchDepth() {
 	}
 }
 
+// claimTimeout bounds one claim query, which shutdown waits for.
+const claimTimeout = 5 * time.Second
+
 func (p *Pool) work(id int) {
 	idle := p.opts.PollInterval
 	for p.claimCtx.Err() == nil {
-		t, err := p.q.ClaimTask(p.claimCtx, p.kinds, p.opts.Lease)
+		// Not claimCtx: a claim cancelled mid-flight can still commit on the
+		// server, leaving a leased task that nobody runs until the lease
+		// expires. A claim always completes; a task claimed after shutdown
+		// began is released below.
+		ctx, cancel := context.WithTimeout(context.Background(), claimTimeout)
+		t, err := p.q.ClaimTask(ctx, p.kinds, p.opts.Lease)
+		cancel()
 		switch {
 		case err != nil && p.claimCtx.Err() == nil:
 			// The database is unreachable: back off (up to 30s) instead of
@@ -279,10 +288,25 @@ func (p *Pool) work(id int) {
 			}
 			continue
 		}
+		if p.claimCtx.Err() != nil {
+			// Shutdown began while this claim was in flight: hand the task
+			// back untouched for another instance instead of starting it.
+			p.release(t)
+			return
+		}
 		p.busy.Add(1)
 		p.run(t)
 		p.busy.Add(-1)
 	}
+}
+
+// release gives a claimed but unstarted task back to the queue, no attempt
+// counted.
+func (p *Pool) release(st *store.Task) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := p.q.ReleaseTask(ctx, st.ID, st.LeaseToken)
+	p.outcome(p.log.With("task_id", st.ID, "kind", st.Kind), st.Kind, OutcomeReleased, 0, err)
 }
 
 // run executes one claimed task and records its outcome.

@@ -314,7 +314,11 @@ func TestShutdownWaitsForRunningTasks(t *testing.T) {
 		defer cancel()
 		done <- p.Shutdown(ctx)
 	}()
-	// Shutdown must not return while the step runs, and must not claim more.
+	// Shutdown must not return while the step runs, and must not claim more:
+	// a task enqueued once the pool is stopping stays queued.
+	for !p.Stats().Stopping {
+		time.Sleep(time.Millisecond)
+	}
 	later := enqueue(t, s, "slow", 3)
 	select {
 	case err := <-done:
@@ -376,6 +380,9 @@ func TestLostLeaseCancelsHandler(t *testing.T) {
 	o := &outcomes{}
 	opts := fastOptions(o)
 	opts.Lease = 600 * time.Millisecond
+	// One worker, busy with the task: no idle worker of this pool can claim
+	// the row in the moment stealLease hands it back and re-claims it.
+	opts.Concurrency = 1
 	started := make(chan struct{})
 	cancelled := make(chan struct{})
 	p := newPool(t, s, opts)
