@@ -66,23 +66,6 @@ func binary(t testing.TB) string {
 	return binPath
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // dbPassword is put in DATABASE_URL (the test cluster trusts local
 // connections, so it is accepted and ignored) to prove it never reaches logs.
 const dbPassword = "Db-Passw0rd-Must-Not-Leak"
@@ -143,7 +126,7 @@ func runCmd(t *testing.T, env map[string]string, args ...string) (stdout, stderr
 type app struct {
 	cmd    *exec.Cmd
 	env    map[string]string
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 	done   chan struct{}
 	exit   int
 	base   string
@@ -153,7 +136,7 @@ type app struct {
 // startApp runs `app serve` and waits for its ready line.
 func startApp(t *testing.T, env map[string]string) *app {
 	t.Helper()
-	a := &app{env: env, logs: &syncBuffer{}, done: make(chan struct{}), base: "http://" + env["APP_ADDR"],
+	a := &app{env: env, logs: &testenv.SyncBuffer{}, done: make(chan struct{}), base: "http://" + env["APP_ADDR"],
 		client: &http.Client{Timeout: 30 * time.Second}}
 	a.cmd = exec.Command(binary(t), "serve")
 	a.cmd.Env = environ(env)

@@ -12,7 +12,6 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -28,27 +27,10 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type fixture struct {
 	api     *API
 	srv     *httptest.Server
-	logs    *syncBuffer
+	logs    *testenv.SyncBuffer
 	metrics *metrics.Metrics
 	store   *store.Store
 	token   string
@@ -72,7 +54,7 @@ func newFixture(t *testing.T, extra func(a *API)) *fixture {
 	if err := st.CreateToken(ctx, m.ID, "test", m.SecretHash); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	cfg, err := config.Parse(map[string]string{
 		"DATABASE_URL": "postgres://x@127.0.0.1/x", "S3_ENDPOINT": "127.0.0.1:1",

@@ -41,7 +41,7 @@ type trainingFixture struct {
 	emu    *kaggletest.Server
 	token  string
 	cfg    config.Config
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 	dsn    string
 	closed bool
 }
@@ -96,7 +96,7 @@ func newTrainingFixtureWith(t testing.TB, withKaggle bool, uploadLimit int64) *t
 	if err := b.EnsureBucket(ctx); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	a := New(Deps{Config: cfg, Log: slog.New(slog.NewJSONHandler(logs, nil)), Auth: auth.New(st), Store: st, Blob: b})
 	srv := httptest.NewServer(a.Handler())
 	f := &trainingFixture{api: a, srv: srv, store: st, blob: b, emu: emu, token: m.Plaintext, cfg: cfg, logs: logs, dsn: dsn}
