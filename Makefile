@@ -9,7 +9,9 @@ export PATH := $(TOOLS_DIR)/bin:$(PATH)
 # Integration tests start real Postgres, MinIO, Caddy and Pebble: generous,
 # since a loaded 2-core machine is the norm, not the exception.
 TEST_TIMEOUT ?= 30m
-GOTESTFLAGS  ?=
+# -count=1: the integration tests depend on servers and binaries that Go's
+# test cache cannot see, so a cached pass proves nothing about this machine.
+GOTESTFLAGS  ?= -count=1
 
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
