@@ -1,9 +1,11 @@
 package api
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -84,6 +86,16 @@ func pathID(r *http.Request, what string) (string, error) {
 	return id, nil
 }
 
+// queryErrorReason names what url.ParseQuery refused without repeating the
+// whole query back.
+func queryErrorReason(err error) string {
+	var esc url.EscapeError
+	if errors.As(err, &esc) {
+		return "invalid percent-encoding " + strconv.Quote(string(esc))
+	}
+	return "invalid separator or encoding"
+}
+
 func truncateForMessage(s string) string {
 	if len(s) > 64 {
 		return s[:64] + "…"
@@ -94,7 +106,14 @@ func truncateForMessage(s string) string {
 // query checks that only allowed parameters are present, each at most
 // once, and returns them.
 func query(r *http.Request, allowed ...string) (url.Values, error) {
-	q := r.URL.Query()
+	// Not r.URL.Query(): it silently drops pairs it cannot decode, so a
+	// mangled filter or cursor would quietly widen the result instead of
+	// being refused.
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, problem.New(problem.CodeInvalid, "malformed query string: %s", truncateForMessage(queryErrorReason(err))).
+			WithDetails(problem.Detail{Field: "query", Issue: "malformed percent-encoding or separator"})
+	}
 	for k, v := range q {
 		if !slices.Contains(allowed, k) {
 			return nil, problem.New(problem.CodeInvalid, "unknown query parameter %q", truncateForMessage(k)).

@@ -434,6 +434,8 @@ func TestJobRequestsAreValidated(t *testing.T) {
 		{"/api/v1/jobs?limit=101", 400, "limit"},
 		{"/api/v1/jobs?cursor=garbage", 400, "cursor"},
 		{"/api/v1/jobs?sort=asc", 400, `unknown query parameter "sort"`},
+		{"/api/v1/datasets?cursor=%zz", 400, "malformed query string"},
+		{"/api/v1/jobs?status=running;limit=5", 400, "malformed query string"},
 		{"/api/v1/jobs/" + j.ID + "/events?after=-1", 400, "after"},
 		{"/api/v1/jobs/" + j.ID + "/events/stream?after=x", 400, "after"},
 		{"/api/v1/models/123", 400, "malformed model id"},
