@@ -42,18 +42,7 @@ func newFixture(t *testing.T, extra func(a *API)) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	st, err := store.Open(ctx, store.Options{URL: testenv.NewDatabase(t), Migrate: true}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	m, err := auth.Mint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.CreateToken(ctx, m.ID, "test", m.SecretHash); err != nil {
-		t.Fatal(err)
-	}
+	st, token := openStoreWithToken(ctx, t, testenv.NewDatabase(t))
 	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	cfg, err := config.Parse(map[string]string{
@@ -71,12 +60,38 @@ func newFixture(t *testing.T, extra func(a *API)) *fixture {
 	}
 	srv := httptest.NewServer(a.Handler())
 	t.Cleanup(srv.Close)
-	return &fixture{api: a, srv: srv, logs: logs, metrics: met, store: st, token: m.Plaintext}
+	return &fixture{api: a, srv: srv, logs: logs, metrics: met, store: st, token: token}
 }
 
 func (f *fixture) do(t *testing.T, method, path, token string, body io.Reader, header ...string) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, f.srv.URL+path, body)
+	return send(t, f.srv, method, path, token, body, header...)
+}
+
+// openStoreWithToken opens a migrated store on dsn and mints an API token
+// in it; the store closes when the test ends.
+func openStoreWithToken(ctx context.Context, t testing.TB, dsn string) (*store.Store, string) {
+	t.Helper()
+	st, err := store.Open(ctx, store.Options{URL: dsn, Migrate: true}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	m, err := auth.Mint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.CreateToken(ctx, m.ID, "test", m.SecretHash); err != nil {
+		t.Fatal(err)
+	}
+	return st, m.Plaintext
+}
+
+// send makes one request to srv, with a bearer token unless token is empty
+// and header as name/value pairs, and returns the response and its body.
+func send(t testing.TB, srv *httptest.Server, method, path, token string, body io.Reader, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, srv.URL+path, body)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +101,7 @@ func (f *fixture) do(t *testing.T, method, path, token string, body io.Reader, h
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := f.srv.Client().Do(req)
+	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,18 +58,7 @@ func newTrainingFixtureWith(t testing.TB, withKaggle bool, uploadLimit int64) *t
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dsn := testenv.NewDatabase(t)
-	st, err := store.Open(ctx, store.Options{URL: dsn, Migrate: true}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	m, err := auth.Mint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.CreateToken(ctx, m.ID, "test", m.SecretHash); err != nil {
-		t.Fatal(err)
-	}
+	st, token := openStoreWithToken(ctx, t, dsn)
 	mio := testenv.StartMinIO(t)
 	bucket := testenv.UniqueName("api")
 	env := map[string]string{
@@ -99,7 +88,7 @@ func newTrainingFixtureWith(t testing.TB, withKaggle bool, uploadLimit int64) *t
 	logs := &testenv.SyncBuffer{}
 	a := New(Deps{Config: cfg, Log: slog.New(slog.NewJSONHandler(logs, nil)), Auth: auth.New(st), Store: st, Blob: b})
 	srv := httptest.NewServer(a.Handler())
-	f := &trainingFixture{api: a, srv: srv, store: st, blob: b, emu: emu, token: m.Plaintext, cfg: cfg, logs: logs, dsn: dsn}
+	f := &trainingFixture{api: a, srv: srv, store: st, blob: b, emu: emu, token: token, cfg: cfg, logs: logs, dsn: dsn}
 	t.Cleanup(func() {
 		if !f.closed {
 			a.BeginShutdown()
@@ -128,21 +117,7 @@ func (f *trainingFixture) startWorkers(t *testing.T) {
 
 func (f *trainingFixture) request(t *testing.T, method, path string, body io.Reader, header ...string) (*http.Response, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, f.srv.URL+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+f.token)
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := f.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, b
+	return send(t, f.srv, method, path, f.token, body, header...)
 }
 
 // expect checks the status and decodes a success body into v.

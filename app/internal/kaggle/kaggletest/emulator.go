@@ -353,12 +353,7 @@ func (e *Emulator) SetKernelProgress(queuedPolls, runningPolls int, final, failu
 func (e *Emulator) SetKernelStatus(ref, status, failureMessage string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	k := e.kernels[ref]
-	if k == nil {
-		k = e.newKernel(ref)
-		k.version = 1
-		e.kernels[ref] = k
-	}
+	k := e.kernelOrPushed(ref)
 	k.manual = true
 	k.status = status
 	k.failure = failureMessage
@@ -369,12 +364,7 @@ func (e *Emulator) SetKernelStatus(ref, status, failureMessage string) {
 func (e *Emulator) SetKernelOutput(ref string, files []File, log *string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	k := e.kernels[ref]
-	if k == nil {
-		k = e.newKernel(ref)
-		k.version = 1
-		e.kernels[ref] = k
-	}
+	k := e.kernelOrPushed(ref)
 	k.files = slices.Clone(files)
 	if log != nil {
 		k.log = log
@@ -834,6 +824,18 @@ func (e *Emulator) handleDatasetStatus(w http.ResponseWriter, rest string) {
 }
 
 // ---- kernels ---------------------------------------------------------------
+
+// kernelOrPushed returns the kernel ref, creating it as if version 1 had
+// been pushed earlier. The caller holds e.mu.
+func (e *Emulator) kernelOrPushed(ref string) *kernel {
+	k := e.kernels[ref]
+	if k == nil {
+		k = e.newKernel(ref)
+		k.version = 1
+		e.kernels[ref] = k
+	}
+	return k
+}
 
 func (e *Emulator) newKernel(ref string) *kernel {
 	return &kernel{
