@@ -44,6 +44,11 @@ lint:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files --others --exclude-standard '*.go' 2>/dev/null)); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	shellcheck $$(git ls-files '*.sh' .ci/run 2>/dev/null)
+	@# edge/ui is build output committed so the edge and its image need no UI
+	@# toolchain; it must be exactly what edge/scripts/build-ui.sh makes of edge/ui-src.
+	@d=$$(mktemp -d) && edge/scripts/build-ui.sh edge/ui-src "$$d/ui" >/dev/null && \
+	  diff -r edge/ui "$$d/ui" >/dev/null; rc=$$?; rm -rf "$$d"; \
+	  if [ $$rc -ne 0 ]; then echo "edge/ui is stale: run edge/scripts/build-ui.sh"; exit 1; fi
 	@# No secret in any commit (fake test credentials are allow-listed in .gitleaks.toml).
 	gitleaks git --no-banner --redact --log-level warn .
 
