@@ -21,6 +21,7 @@ import (
 	_ "github.com/finetune-studio/finetune-studio/caddy-modules/certmetrics"
 	_ "github.com/finetune-studio/finetune-studio/caddy-modules/cors"
 	_ "github.com/finetune-studio/finetune-studio/caddy-modules/edgehealth"
+	_ "github.com/finetune-studio/finetune-studio/caddy-modules/logbuffer"
 )
 
 func main() {

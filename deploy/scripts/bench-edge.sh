@@ -11,6 +11,8 @@
 #   caddy    stock Caddy with a typical hand-written config for the same job
 #            (gzip, rate limit, JSON log, headers, CORS by hand, proxy with
 #            flush_interval -1 for SSE), Go defaults: "untuned stock Caddy"
+#   caddybare  stock Caddy with a bare reverse_proxy and nothing else: not
+#            the same job; the floor of Caddy's proxying on this machine
 #   nginx    Debian's nginx doing the same job
 # over plain HTTP/1.1 and HTTPS (HTTP/1.1 over TLS). Closed loop: wrk, max
 # throughput. Open loop: vegeta at a fixed rate, p50/p95/p99 latency.
@@ -85,6 +87,8 @@ without_our_modules() {
 import re, sys
 s = open(sys.argv[1]).read()
 s = s.replace("\tcert_metrics\n", "")
+s, n = re.subn(r"output buffered \{.*?output stdout\n\t\t\}", "output stdout", s, flags=re.S)
+assert n == 1, "buffered log output not found"
 s = re.sub(r"edge_health [^\n]*", "respond `{\"status\":\"pass\"}` 200", s)
 cors_by_hand = """@cors_allowed header Origin https://{$DOMAIN}
 		header @cors_allowed Access-Control-Allow-Origin {http.request.header.Origin}
@@ -126,6 +130,17 @@ start_edge() { # name gogc [binary] [caddyfile-filter]
 start_edge edge 400
 start_edge edgeuntuned 100
 start_edge caddysame 100 "$work/stockcaddy" without_our_modules
+
+# start_stock target name http_port tls_port: stock Caddy on $work/<name>.Caddyfile.
+start_stock() {
+	env -i PATH="$PATH" HOME="$work/$2-home" \
+		"$work/stockcaddy" run --config "$work/$2.Caddyfile" --adapter caddyfile >"$work/$2.log" 2>&1 &
+	pids+=($!)
+	urls[${1}_http]="http://localhost:$3"
+	urls[${1}_https]="https://localhost:$4"
+	wait_http "${urls[${1}_http]}/api/v1/datasets"
+	wait_http "${urls[${1}_https]}/api/v1/datasets"
+}
 
 # --- stock Caddy, configured by hand for the same job, untuned.
 caddy_http_port=$(free_port) caddy_tls_port=$(free_port)
@@ -176,13 +191,26 @@ localhost, http://localhost:$caddy_http_port {
 	}
 }
 CADDY
-env -i PATH="$PATH" HOME="$work/stock-home" \
-	"$work/stockcaddy" run --config "$work/stock.Caddyfile" --adapter caddyfile >"$work/stock.log" 2>&1 &
-pids+=($!)
-urls[caddy_http]="http://localhost:$caddy_http_port"
-urls[caddy_https]="https://localhost:$caddy_tls_port"
-wait_http "${urls[caddy_http]}/api/v1/datasets"
-wait_http "${urls[caddy_https]}/api/v1/datasets"
+start_stock caddy stock "$caddy_http_port" "$caddy_tls_port"
+
+# --- stock Caddy doing nothing but proxying (no log, compression, headers,
+# rate limit or CORS): not the same job, a reference row that shows what
+# Caddy's reverse_proxy costs by itself, apart from the chain around it.
+bare_http_port=$(free_port) bare_tls_port=$(free_port)
+cat >"$work/bare.Caddyfile" <<CADDY
+{
+	admin off
+	local_certs
+	skip_install_trust
+	storage file_system $work/bare-data
+	http_port $(free_port)
+	https_port $bare_tls_port
+}
+localhost, http://localhost:$bare_http_port {
+	reverse_proxy 127.0.0.1:$stub_port
+}
+CADDY
+start_stock caddybare bare "$bare_http_port" "$bare_tls_port"
 
 # --- nginx, the same job.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
@@ -286,7 +314,7 @@ printf '\nEdge benchmark: %s s per run, median of %s runs, wrk -t2 -c%s, vegeta 
 # starts one target later, so no target always runs first (or right after
 # the same neighbour).
 targets=()
-for t in direct edge edgeuntuned caddysame caddy nginx; do
+for t in direct edge edgeuntuned caddysame caddy caddybare nginx; do
 	for proto in http https; do
 		if [ -n "${urls[${t}_${proto}]:-}" ]; then # the stub app speaks plain HTTP only
 			targets+=("${t}_${proto}")
@@ -307,7 +335,20 @@ done
 med() { tr ' ' '\n' <<<"$1" | grep . | median; }
 printf '| target | proto | max req/s (wrk) | p50 ms @%s/s | p95 ms | p99 ms | success |\n' "$RATE"
 printf '|---|---|---:|---:|---:|---:|---:|\n'
+declare -A mrps mp99
 for k in "${targets[@]}"; do
+	mrps[$k]=$(med "${rps[$k]}") mp99[$k]=$(med "${p99[$k]}")
 	printf '| %s | %s | %.0f | %s | %s | %s | %s |\n' "${k%_*}" "${k##*_}" \
-		"$(med "${rps[$k]}")" "$(med "${p50[$k]}")" "$(med "${p95[$k]}")" "$(med "${p99[$k]}")" "$(med "${ok[$k]}")"
+		"${mrps[$k]}" "$(med "${p50[$k]}")" "$(med "${p95[$k]}")" "${mp99[$k]}" "$(med "${ok[$k]}")"
+done
+# The issue's targets, from the medians above: throughput of the tuned edge
+# over untuned stock Caddy (>= 1.3), p99 of the edge over nginx's (<= 1.5);
+# and, for the explanation, p99 of the bare Caddy proxy over nginx's.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }'; }
+echo
+for proto in http https; do
+	printf '%s: edge/caddy throughput %s; edge/nginx p99 %s; caddybare/nginx p99 %s\n' "$proto" \
+		"$(ratio "${mrps[edge_$proto]}" "${mrps[caddy_$proto]}")" \
+		"$(ratio "${mp99[edge_$proto]}" "${mp99[nginx_$proto]}")" \
+		"$(ratio "${mp99[caddybare_$proto]}" "${mp99[nginx_$proto]}")"
 done

@@ -1,0 +1,234 @@
+// Package logbuffer is a Caddy log writer that buffers another log writer:
+// log lines are collected in memory and written in batches, when the buffer
+// is full or at a fixed interval, instead of with one write(2) per line.
+//
+// Caddy's own writers (stdout, stderr, file, net) write every log entry as
+// it comes, so a busy access log costs a system call per request, and in a
+// container each of those wakes the runtime's log reader on the other end
+// of the pipe. nginx has the same knob (`access_log ... buffer=32k
+// flush=1s`). The price is the same as there: a line reaches the log up to
+// one flush interval late, and if the process is killed without a chance
+// to stop (SIGKILL, the OOM killer) the lines of the last interval are
+// lost. A graceful stop or a config reload flushes everything.
+package logbuffer
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+func init() {
+	caddy.RegisterModule(Writer{})
+}
+
+// Defaults: a buffer that holds a few hundred access log lines, and a
+// delay short enough for `tail -f` and log shippers.
+const (
+	defaultSize          = 64 << 10
+	defaultFlushInterval = time.Second
+)
+
+// Writer buffers the log writer configured in Output.
+type Writer struct {
+	// The writer that receives the batches: stdout, stderr, file, net, ...
+	// Required. The same shape as a log's own "writer".
+	WriterRaw json.RawMessage `json:"writer,omitempty" caddy:"namespace=caddy.logging.writers inline_key=output"`
+
+	// Buffer size in bytes; a full buffer is written at once. A single
+	// entry larger than the buffer is written on its own. Default: 64 KiB.
+	Size int `json:"size,omitempty"`
+
+	// Longest time a line waits in the buffer. Default: 1s.
+	FlushInterval caddy.Duration `json:"flush_interval,omitempty"`
+
+	output caddy.WriterOpener
+}
+
+// CaddyModule returns the Caddy module information.
+func (Writer) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "caddy.logging.writers.buffered",
+		New: func() caddy.Module { return new(Writer) },
+	}
+}
+
+// Provision loads the wrapped writer and applies the defaults.
+func (w *Writer) Provision(ctx caddy.Context) error {
+	if w.WriterRaw == nil {
+		return errors.New("buffered log writer: output is required (for example stdout or file)")
+	}
+	mod, err := ctx.LoadModule(w, "WriterRaw")
+	if err != nil {
+		return fmt.Errorf("buffered log writer: loading output: %w", err)
+	}
+	w.output = mod.(caddy.WriterOpener)
+	if w.Size == 0 {
+		w.Size = defaultSize
+	}
+	if w.FlushInterval == 0 {
+		w.FlushInterval = caddy.Duration(defaultFlushInterval)
+	}
+	return nil
+}
+
+// Validate refuses sizes and intervals that cannot work.
+func (w *Writer) Validate() error {
+	if w.Size < 0 {
+		return fmt.Errorf("buffered log writer: size %d is negative", w.Size)
+	}
+	if w.FlushInterval < 0 {
+		return fmt.Errorf("buffered log writer: flush_interval %s is negative", time.Duration(w.FlushInterval))
+	}
+	return nil
+}
+
+// String is how the writer appears in Caddy's own logs.
+func (w *Writer) String() string { return "buffered " + w.output.String() }
+
+// WriterKey identifies the writer across config reloads: an unchanged
+// configuration keeps its open writer (and buffer) through a reload.
+func (w *Writer) WriterKey() string {
+	return fmt.Sprintf("buffered:%d:%d:%s", w.Size, w.FlushInterval, w.output.WriterKey())
+}
+
+// OpenWriter opens the wrapped writer and starts the flusher.
+func (w *Writer) OpenWriter() (io.WriteCloser, error) {
+	out, err := w.output.OpenWriter()
+	if err != nil {
+		return nil, err
+	}
+	return newBuffer(out, w.Size, time.Duration(w.FlushInterval)), nil
+}
+
+// buffer is the open writer: safe for concurrent use, as Caddy requires.
+type buffer struct {
+	out  io.WriteCloser
+	size int
+
+	mu     sync.Mutex
+	buf    []byte
+	err    error // the last failed write to out, reported on the next call
+	closed bool
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newBuffer(out io.WriteCloser, size int, interval time.Duration) *buffer {
+	b := &buffer{
+		out:  out,
+		size: size,
+		buf:  make([]byte, 0, size),
+		stop: make(chan struct{}),
+		done: make(chan struct{}),
+	}
+	go b.flusher(interval)
+	return b
+}
+
+// errClosed is returned for writes after Close.
+var errClosed = errors.New("buffered log writer is closed")
+
+// Write adds one log entry. Entries are never split: a batch written to
+// the output is always a run of whole entries.
+func (b *buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return 0, errClosed
+	}
+	if err := b.takeErr(); err != nil {
+		return 0, err
+	}
+	if len(b.buf)+len(p) > b.size {
+		if err := b.flushLocked(); err != nil {
+			return 0, err
+		}
+	}
+	if len(p) > b.size {
+		if _, err := b.out.Write(p); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	b.buf = append(b.buf, p...)
+	return len(p), nil
+}
+
+// Sync writes out what is buffered; zap calls it before a fatal exit.
+func (b *buffer) Sync() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.flushLocked(); err != nil {
+		return err
+	}
+	return b.takeErr()
+}
+
+// Close stops the flusher, writes out what is buffered and closes the
+// output.
+func (b *buffer) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	b.mu.Unlock()
+	close(b.stop)
+	<-b.done
+
+	b.mu.Lock()
+	err := errors.Join(b.flushLocked(), b.takeErr())
+	b.mu.Unlock()
+	return errors.Join(err, b.out.Close())
+}
+
+func (b *buffer) flusher(interval time.Duration) {
+	defer close(b.done)
+	ticker := time.NewTicker(interval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-ticker.C:
+			b.mu.Lock()
+			if err := b.flushLocked(); err != nil {
+				// Nobody is waiting on this write; the next Write reports it.
+				b.err = err
+			}
+			b.mu.Unlock()
+		}
+	}
+}
+
+// flushLocked writes the buffer out. On error the batch is dropped rather
+// than retried forever: a broken output must not grow memory.
+func (b *buffer) flushLocked() error {
+	if len(b.buf) == 0 {
+		return nil
+	}
+	_, err := b.out.Write(b.buf)
+	b.buf = b.buf[:0]
+	return err
+}
+
+func (b *buffer) takeErr() error {
+	err := b.err
+	b.err = nil
+	return err
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner  = (*Writer)(nil)
+	_ caddy.Validator    = (*Writer)(nil)
+	_ caddy.WriterOpener = (*Writer)(nil)
+)
