@@ -9,7 +9,7 @@
 // flush=1s`). The price is the same as there: a line reaches the log up to
 // one flush interval late, and if the process is killed without a chance
 // to stop (SIGKILL, the OOM killer) the lines of the last interval are
-// lost. A graceful stop or a config reload flushes everything.
+// lost. A graceful stop or a config reload flushes everything (Cleanup).
 package logbuffer
 
 import (
@@ -103,13 +103,52 @@ func (w *Writer) OpenWriter() (io.WriteCloser, error) {
 	if err != nil {
 		return nil, err
 	}
-	return newBuffer(out, w.Size, time.Duration(w.FlushInterval)), nil
+	b := newBuffer(out, w.Size, time.Duration(w.FlushInterval))
+	b.key = w.WriterKey()
+	open.Lock()
+	open.m[b.key] = b
+	open.Unlock()
+	return b, nil
 }
+
+// Cleanup writes out the buffer when the config that loaded this writer
+// is unloaded: on a reload, and on a graceful stop, after the servers have
+// finished their last requests.
+//
+// Closing the writer is not enough: Caddy 2.11.9 never closes log writers
+// when a config is unloaded (the cleanup that would, registered by
+// openLogs on a copy of the config's context, is never run), so without
+// this a graceful stop would lose everything still buffered. The buffer is
+// only flushed, not closed: Caddy keeps the open writer in its pool and
+// hands it to any later config with the same writer key.
+func (w *Writer) Cleanup() error {
+	if w.output == nil {
+		return nil // never provisioned
+	}
+	open.Lock()
+	b := open.m[w.WriterKey()]
+	open.Unlock()
+	if b == nil {
+		return nil
+	}
+	return b.Sync()
+}
+
+// open holds the open buffers by writer key. Caddy shares one open writer
+// between every config (old and new, across reloads) with the same key,
+// so the buffer a Writer must flush may have been opened by another
+// instance; this is how Cleanup finds it. Process-wide like Caddy's own
+// writer pool.
+var open = struct {
+	sync.Mutex
+	m map[string]*buffer
+}{m: make(map[string]*buffer)}
 
 // buffer is the open writer: safe for concurrent use, as Caddy requires.
 type buffer struct {
 	out  io.WriteCloser
 	size int
+	key  string // in open
 
 	mu     sync.Mutex
 	buf    []byte
@@ -183,6 +222,11 @@ func (b *buffer) Close() error {
 	b.mu.Unlock()
 	close(b.stop)
 	<-b.done
+	open.Lock()
+	if open.m[b.key] == b {
+		delete(open.m, b.key)
+	}
+	open.Unlock()
 
 	b.mu.Lock()
 	err := errors.Join(b.flushLocked(), b.takeErr())
@@ -230,5 +274,6 @@ func (b *buffer) takeErr() error {
 var (
 	_ caddy.Provisioner  = (*Writer)(nil)
 	_ caddy.Validator    = (*Writer)(nil)
+	_ caddy.CleanerUpper = (*Writer)(nil)
 	_ caddy.WriterOpener = (*Writer)(nil)
 )

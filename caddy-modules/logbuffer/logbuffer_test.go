@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/finetune-studio/finetune-studio/caddy-modules/internal/adapttest"
@@ -237,5 +239,52 @@ func TestCaddyfileErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want one containing %q", tc.in, err, tc.want)
 		}
+	}
+}
+
+// sinkOpener is a log writer module stand-in that opens one sink.
+type sinkOpener struct{ s *sink }
+
+func (o sinkOpener) String() string                      { return "sink" }
+func (o sinkOpener) WriterKey() string                   { return fmt.Sprintf("sink:%p", o.s) }
+func (o sinkOpener) OpenWriter() (io.WriteCloser, error) { return o.s, nil }
+
+func TestCleanupFlushesTheSharedBufferAndKeepsItOpen(t *testing.T) {
+	out := &sink{}
+	w := &Writer{Size: 1 << 20, FlushInterval: caddy.Duration(never), output: sinkOpener{out}}
+	wc, err := w.OpenWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wc.Write([]byte("before reload\n")); err != nil {
+		t.Fatal(err)
+	}
+	// The instance of the next config has the same key but never opened
+	// the writer (Caddy's pool hands it the open one); its Cleanup, like
+	// the old one's, must find and flush the buffer.
+	next := &Writer{Size: w.Size, FlushInterval: w.FlushInterval, output: w.output}
+	if err := next.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if out.text() != "before reload\n" {
+		t.Fatalf("after Cleanup the output holds %q", out.text())
+	}
+	if _, err := wc.Write([]byte("after reload\n")); err != nil {
+		t.Fatalf("the buffer must stay open after Cleanup: %v", err)
+	}
+	if err := wc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if out.text() != "before reload\nafter reload\n" {
+		t.Fatalf("after Close the output holds %q", out.text())
+	}
+	open.Lock()
+	_, still := open.m[w.WriterKey()]
+	open.Unlock()
+	if still {
+		t.Fatal("a closed buffer is still registered")
+	}
+	if err := (&Writer{}).Cleanup(); err != nil {
+		t.Fatalf("Cleanup of an unprovisioned writer: %v", err)
 	}
 }

@@ -237,3 +237,50 @@ func grep(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestAccessLogBufferedUntilReloadAndStop: the production access log goes
+// through the buffered writer, so lines wait in memory (here for an hour);
+// a reload writes them out and the same buffer goes on serving the new
+// config; a graceful stop writes out the rest. Every line exactly once.
+func TestAccessLogBufferedUntilReloadAndStop(t *testing.T) {
+	app := startStubApp(t)
+	env, pe := defaultEnv(t, app.addr)
+	env["EDGE_ACCESS_LOG_FLUSH_INTERVAL"] = "1h"
+	env["RATE_LIMIT_API_EVENTS"] = "1000"
+	startProdEdge(t, env, pe)
+	c := pe.client("127.0.0.1")
+
+	const n = 20 // 2 × 20 short lines: far below the 64 KiB buffer
+	get := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			resp, _ := do(t, c, "GET", pe.url(fmt.Sprintf("/api/v1/datasets?probe=%d", i)), nil, nil)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("request %d: status %d", i, resp.StatusCode)
+			}
+		}
+	}
+	get(0, n)
+	if strings.Contains(pe.Logs(), "probe=") {
+		t.Fatal("access log lines were written before a flush: the log is not buffered")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	reloadEnv := append(append([]string(nil), pe.Env...), "RATE_LIMIT_API_WINDOW=2m") // a real change
+	if out, err := runEdge(ctx, reloadEnv, "reload", "--config", pe.Config, "--adapter", "caddyfile", "--address", pe.AdminAddr); err != nil {
+		t.Fatalf("reload: %v\n%s", err, out)
+	}
+	if _, err := pe.WaitLog(30*time.Second, fmt.Sprintf(`probe=%d"`, n-1)); err != nil {
+		t.Fatalf("the reload did not write out the buffered lines: %v", err)
+	}
+
+	get(n, 2*n)
+	pe.Stop()
+	logs := pe.Logs()
+	for i := range 2 * n {
+		if got := strings.Count(logs, fmt.Sprintf(`probe=%d"`, i)); got != 1 {
+			t.Errorf("after a reload and a graceful stop the access log has request %d %d times, want once", i, got)
+		}
+	}
+}
