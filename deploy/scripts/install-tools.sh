@@ -66,8 +66,9 @@ install_base() {
 install_test() {
   install_base
   # python3 parses and runs the generated training notebook's code in tests.
-  # zstd rebuilds the edge's precompressed UI assets (make lint checks them).
-  apt_install shellcheck python3 zstd
+  # zstd and brotli rebuild the edge's precompressed UI assets (make lint
+  # checks them).
+  apt_install shellcheck python3 zstd brotli
   go_tool pebble github.com/letsencrypt/pebble/v2/cmd/pebble "$PEBBLE_VERSION"
   go_tool pebble-challtestsrv github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv "$PEBBLE_VERSION"
   go_tool gitleaks github.com/zricethezav/gitleaks/v8 "$GITLEAKS_VERSION"

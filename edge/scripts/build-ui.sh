@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the placeholder web UI the edge serves: content-hashed asset names,
-# index.html pointing at them, and precompressed .zst/.gz siblings that the
+# index.html pointing at them, and precompressed .zst/.br/.gz siblings that the
 # edge's file_server sends as-is (no compression work per request).
 set -euo pipefail
 
@@ -10,7 +10,9 @@ if [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]]; then usage; exit 0; fi
 src="${1:-edge/ui-src}"
 out="${2:-edge/ui}"
 [[ -f "$src/index.html" ]] || { usage; echo "no $src/index.html" >&2; exit 2; }
-command -v zstd >/dev/null || { echo "zstd is required (apt-get install zstd)" >&2; exit 1; }
+for tool in zstd brotli; do
+	command -v "$tool" >/dev/null || { echo "$tool is required (apt-get install $tool)" >&2; exit 1; }
+done
 
 rm -rf "$out"
 mkdir -p "$out/assets"
@@ -30,5 +32,6 @@ find "$out" -type f \( -name '*.html' -o -name '*.js' -o -name '*.css' \) -print
 	while IFS= read -r -d '' f; do
 		gzip -9 -n -k -f "$f"
 		zstd -19 -q -f "$f" -o "$f.zst"
+		brotli -q 11 -f -o "$f.br" "$f"
 	done
 echo "built $out"

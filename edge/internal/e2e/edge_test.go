@@ -271,7 +271,7 @@ func TestCompression(t *testing.T) {
 	c := pe.client("127.0.0.1")
 
 	_, plain := do(t, c, "GET", pe.url("/api/v1/datasets"), nil, nil)
-	for _, enc := range []string{"zstd", "gzip"} {
+	for _, enc := range []string{"zstd", "br", "gzip"} {
 		t.Run("api json "+enc, func(t *testing.T) {
 			resp, body := do(t, c, "GET", pe.url("/api/v1/datasets"), nil, map[string]string{"Accept-Encoding": enc})
 			if got := resp.Header.Get("Content-Encoding"); got != enc {
@@ -382,13 +382,13 @@ func TestStaticUIAndSecurityHeaders(t *testing.T) {
 			t.Errorf("conditional GET: got %d, want 304", resp.StatusCode)
 		}
 	})
-	for _, enc := range []string{"zstd", "gzip"} {
+	for _, enc := range []string{"zstd", "br", "gzip"} {
 		t.Run("precompressed "+enc+" sibling served as is", func(t *testing.T) {
 			resp, body := do(t, c, "GET", pe.url(asset), nil, map[string]string{"Accept-Encoding": enc})
 			if resp.Header.Get("Content-Encoding") != enc {
 				t.Fatalf("Content-Encoding = %q, want %s", resp.Header.Get("Content-Encoding"), enc)
 			}
-			ext := map[string]string{"zstd": ".zst", "gzip": ".gz"}[enc]
+			ext := map[string]string{"zstd": ".zst", "br": ".br", "gzip": ".gz"}[enc]
 			want, _ := os.ReadFile(assets[0] + ext)
 			if !bytes.Equal(body, want) {
 				t.Errorf("body is not the precompressed file %s", assets[0]+ext)
