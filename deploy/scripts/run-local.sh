@@ -32,6 +32,18 @@ EDGE_DEV_ADDR="${EDGE_DEV_ADDR:-localhost:8443}"
 log() { printf '[run-local] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
+# wait_ready NAME URL LOG: wait up to 60 s for URL to answer (2xx/3xx, any
+# certificate) from the process started last; stop with its log named if it
+# exits or never gets ready.
+wait_ready() {
+  for _ in $(seq 1 300); do
+    curl -ksf -o /dev/null "$2" 2>/dev/null && return 0
+    kill -0 "${PIDS[-1]}" 2>/dev/null || die "$1 exited; see $3"
+    sleep 0.2
+  done
+  die "$1 is not ready after 60 s; see $3"
+}
+
 [[ -x bin/app ]] || die "bin/app is missing: run 'make build' (or 'make run')"
 [[ -x "$PG_BIN/initdb" ]] || die "PostgreSQL 15 is missing in $PG_BIN: run 'make tools'"
 MINIO_BIN="$TOOLS_BIN/minio"
@@ -127,12 +139,7 @@ mkdir -p "$DATA/minio"
 MINIO_ROOT_USER="$MINIO_USER" MINIO_ROOT_PASSWORD="$MINIO_PASSWORD" MINIO_BROWSER=off MINIO_UPDATE=off \
   "$MINIO_BIN" server --quiet --address "127.0.0.1:$MINIO_PORT" "$DATA/minio" >"$DATA/minio.log" 2>&1 &
 PIDS+=("$!")
-for _ in $(seq 1 300); do
-  curl -fsS "http://127.0.0.1:$MINIO_PORT/minio/health/ready" >/dev/null 2>&1 && break
-  kill -0 "${PIDS[-1]}" 2>/dev/null || die "MinIO exited; see $DATA/minio.log"
-  sleep 0.2
-done
-curl -fsS "http://127.0.0.1:$MINIO_PORT/minio/health/ready" >/dev/null || die "MinIO not ready; see $DATA/minio.log"
+wait_ready MinIO "http://127.0.0.1:$MINIO_PORT/minio/health/ready" "$DATA/minio.log"
 
 # --- App ----------------------------------------------------------------
 export APP_ENV=development
@@ -149,12 +156,7 @@ export S3_USE_TLS=false
 log "starting the app on $APP_ADDR (logs: $DATA/app.log)"
 bin/app serve >"$DATA/app.log" 2>&1 &
 PIDS+=("$!")
-for _ in $(seq 1 300); do
-  curl -fsS "http://$APP_ADDR/readyz" >/dev/null 2>&1 && break
-  kill -0 "${PIDS[-1]}" 2>/dev/null || die "the app exited; see $DATA/app.log"
-  sleep 0.2
-done
-curl -fsS "http://$APP_ADDR/readyz" >/dev/null || die "the app is not ready; see $DATA/app.log"
+wait_ready "the app" "http://$APP_ADDR/readyz" "$DATA/app.log"
 TOKEN="$(bin/app token create --name "dev-$(date +%Y%m%d-%H%M%S)" 2>>"$DATA/app.log")"
 
 # --- Edge (once it is built) --------------------------------------------
@@ -166,11 +168,7 @@ if [[ -x bin/edge && -f Caddyfile.dev ]]; then
     bin/edge run --config Caddyfile.dev --adapter caddyfile >"$DATA/edge.log" 2>&1 &
   PIDS+=("$!")
   EDGE_URL="https://$EDGE_DEV_ADDR"
-  for _ in $(seq 1 300); do
-    curl -ksf -o /dev/null "$EDGE_URL/" 2>/dev/null && break
-    kill -0 "${PIDS[-1]}" 2>/dev/null || die "the edge exited; see $DATA/edge.log"
-    sleep 0.2
-  done
+  wait_ready "the edge" "$EDGE_URL/" "$DATA/edge.log"
 fi
 
 cat <<EOF

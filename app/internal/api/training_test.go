@@ -189,6 +189,14 @@ func (f *trainingFixture) upload(t *testing.T, name, content string) training.Da
 	return d
 }
 
+// postJob asks for a job on datasetID with the first allowed base model and
+// default hyperparameters.
+func (f *trainingFixture) postJob(t *testing.T, datasetID string) (*http.Response, []byte) {
+	t.Helper()
+	return f.request(t, http.MethodPost, "/api/v1/jobs",
+		strings.NewReader(`{"dataset_id":"`+datasetID+`","base_model":"`+f.cfg.Training.BaseModels[0]+`"}`), "Content-Type", "application/json")
+}
+
 func (f *trainingFixture) objectKeys(t *testing.T, prefix string) []string {
 	t.Helper()
 	infos, err := f.blob.List(context.Background(), prefix)
@@ -445,8 +453,7 @@ func TestJobRequestsAreValidated(t *testing.T) {
 func TestJobCreationWithoutKaggleCredentials(t *testing.T) {
 	f := newTrainingFixture(t, false)
 	d := f.upload(t, "ds", validJSONL(10))
-	resp, b := f.request(t, http.MethodPost, "/api/v1/jobs",
-		strings.NewReader(`{"dataset_id":"`+d.ID+`","base_model":"`+f.cfg.Training.BaseModels[0]+`"}`), "Content-Type", "application/json")
+	resp, b := f.postJob(t, d.ID)
 	e := expectProblem(t, resp, b, http.StatusServiceUnavailable, "training backend not configured")
 	if e.Error.Code != "backend_not_configured" {
 		t.Errorf("code = %s", e.Error.Code)
@@ -650,8 +657,7 @@ func TestEndToEndTraining(t *testing.T) {
 func TestEventStreamLiveAndShutdown(t *testing.T) {
 	f := newTrainingFixture(t, true)
 	d := f.upload(t, "ds", validJSONL(10))
-	resp, b := f.request(t, http.MethodPost, "/api/v1/jobs",
-		strings.NewReader(`{"dataset_id":"`+d.ID+`","base_model":"`+f.cfg.Training.BaseModels[0]+`"}`), "Content-Type", "application/json")
+	resp, b := f.postJob(t, d.ID)
 	var j training.Job
 	expect(t, resp, b, http.StatusCreated, &j)
 
@@ -689,8 +695,7 @@ func TestEventStreamLiveAndShutdown(t *testing.T) {
 func TestEventStreamHeartbeatAndClientGone(t *testing.T) {
 	f := newTrainingFixture(t, true)
 	d := f.upload(t, "ds", validJSONL(10))
-	resp, b := f.request(t, http.MethodPost, "/api/v1/jobs",
-		strings.NewReader(`{"dataset_id":"`+d.ID+`","base_model":"`+f.cfg.Training.BaseModels[0]+`"}`), "Content-Type", "application/json")
+	resp, b := f.postJob(t, d.ID)
 	var j training.Job
 	expect(t, resp, b, http.StatusCreated, &j)
 

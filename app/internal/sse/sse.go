@@ -36,23 +36,15 @@ func Write(w io.Writer, ev Event) error {
 	}
 	var b strings.Builder
 	if ev.ID != "" {
-		b.WriteString("id: ")
-		b.WriteString(ev.ID)
-		b.WriteByte('\n')
+		field(&b, "id: ", ev.ID)
 	}
 	if ev.Name != "" {
-		b.WriteString("event: ")
-		b.WriteString(ev.Name)
-		b.WriteByte('\n')
+		field(&b, "event: ", ev.Name)
 	}
 	for _, line := range splitLines(ev.Data) {
-		b.WriteString("data: ")
-		b.WriteString(line)
-		b.WriteByte('\n')
+		field(&b, "data: ", line)
 	}
-	b.WriteByte('\n')
-	_, err := io.WriteString(w, b.String())
-	return err
+	return end(w, &b)
 }
 
 // Comment writes a comment frame, which clients ignore. A periodic comment
@@ -61,10 +53,21 @@ func Write(w io.Writer, ev Event) error {
 func Comment(w io.Writer, text string) error {
 	var b strings.Builder
 	for _, line := range splitLines(text) {
-		b.WriteString(": ")
-		b.WriteString(line)
-		b.WriteByte('\n')
+		field(&b, ": ", line)
 	}
+	return end(w, &b)
+}
+
+// field adds one "<prefix><value>" line to a frame.
+func field(b *strings.Builder, prefix, value string) {
+	b.WriteString(prefix)
+	b.WriteString(value)
+	b.WriteByte('\n')
+}
+
+// end closes the frame with its blank line and writes it in one call, so a
+// frame is never split between writes.
+func end(w io.Writer, b *strings.Builder) error {
 	b.WriteByte('\n')
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"math"
 	"net"
@@ -105,25 +104,6 @@ func httpsClient(domain string, roots *x509.CertPool, keepAlive bool) *http.Clie
 		},
 		TLSClientConfig: &tls.Config{ServerName: domain, RootCAs: roots},
 	}}
-}
-
-type healthReport struct {
-	Status string `json:"status"`
-	Checks map[string][]struct {
-		ComponentID   string  `json:"componentId"`
-		Status        string  `json:"status"`
-		ObservedValue float64 `json:"observedValue"`
-	} `json:"checks"`
-}
-
-func getHealth(t *testing.T, c *http.Client, url string) healthReport {
-	t.Helper()
-	resp, body := do(t, c, "GET", url, nil, nil)
-	var rep healthReport
-	if err := json.Unmarshal(body, &rep); err != nil {
-		t.Fatalf("health %d: %v: %s", resp.StatusCode, err, body)
-	}
-	return rep
 }
 
 var notAfterRe = regexp.MustCompile(`edge_tls_certificate_not_after_timestamp_seconds\{name="([^"]+)"\} (\S+)`)

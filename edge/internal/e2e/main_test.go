@@ -314,3 +314,23 @@ func errorCode(t testing.TB, resp *http.Response, body []byte) string {
 	}
 	return e.Error.Code
 }
+
+// healthReport is the part of an application/health+json answer the tests read.
+type healthReport struct {
+	Status string `json:"status"`
+	Checks map[string][]struct {
+		ComponentID   string  `json:"componentId"`
+		Status        string  `json:"status"`
+		ObservedValue float64 `json:"observedValue"`
+	} `json:"checks"`
+}
+
+func getHealth(t *testing.T, c *http.Client, url string) healthReport {
+	t.Helper()
+	resp, body := do(t, c, "GET", url, nil, nil)
+	var rep healthReport
+	if err := json.Unmarshal(body, &rep); err != nil {
+		t.Fatalf("health %d: %v: %s", resp.StatusCode, err, body)
+	}
+	return rep
+}

@@ -90,14 +90,7 @@ func TestMetricsHealthAndLogs(t *testing.T) {
 			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/health+json" {
 				t.Fatalf("%s: %d %q", u, resp.StatusCode, resp.Header.Get("Content-Type"))
 			}
-			var rep struct {
-				Status string `json:"status"`
-				Checks map[string][]struct {
-					ComponentID   string  `json:"componentId"`
-					Status        string  `json:"status"`
-					ObservedValue float64 `json:"observedValue"`
-				} `json:"checks"`
-			}
+			var rep healthReport
 			if err := json.Unmarshal(b, &rep); err != nil {
 				t.Fatal(err)
 			}

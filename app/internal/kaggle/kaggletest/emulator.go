@@ -545,36 +545,28 @@ func (e *Emulator) route(w http.ResponseWriter, r *http.Request, path string, ap
 	}
 	switch {
 	case path == "/blobs/upload":
-		e.post(w, r, e.handleBlobStart)
+		only(http.MethodPost, w, r, e.handleBlobStart)
 	case path == "/datasets/create/new":
-		e.post(w, r, e.handleDatasetCreate)
+		only(http.MethodPost, w, r, e.handleDatasetCreate)
 	case strings.HasPrefix(path, "/datasets/status/"):
-		e.get(w, r, func(w http.ResponseWriter, r *http.Request) {
+		only(http.MethodGet, w, r, func(w http.ResponseWriter, r *http.Request) {
 			e.handleDatasetStatus(w, strings.TrimPrefix(path, "/datasets/status/"))
 		})
 	case path == "/kernels/push":
-		e.post(w, r, e.handleKernelPush)
+		only(http.MethodPost, w, r, e.handleKernelPush)
 	case path == "/kernels/status":
-		e.get(w, r, e.handleKernelStatus)
+		only(http.MethodGet, w, r, e.handleKernelStatus)
 	case path == "/kernels/output":
-		e.get(w, r, e.handleKernelOutput)
+		only(http.MethodGet, w, r, e.handleKernelOutput)
 	default:
 		writeError(w, http.StatusNotFound, "Not found")
 	}
 }
 
-func (e *Emulator) post(w http.ResponseWriter, r *http.Request, h http.HandlerFunc) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		writeError(w, http.StatusMethodNotAllowed, "Method not allowed")
-		return
-	}
-	h(w, r)
-}
-
-func (e *Emulator) get(w http.ResponseWriter, r *http.Request, h http.HandlerFunc) {
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
+// only runs h for requests with method and answers 405 to the rest.
+func only(method string, w http.ResponseWriter, r *http.Request, h http.HandlerFunc) {
+	if r.Method != method {
+		w.Header().Set("Allow", method)
 		writeError(w, http.StatusMethodNotAllowed, "Method not allowed")
 		return
 	}
