@@ -162,67 +162,29 @@ func (c *Client) UploadBlob(ctx context.Context, name string, size int64, body i
 	return start.Token, nil
 }
 
+// putBlob PUTs the blob to the signed upload URL through the client's one
+// retry path: retried like any idempotent call when body can be rewound to
+// where it started, tried once otherwise.
 func (c *Client) putBlob(ctx context.Context, createURL string, size int64, body io.Reader) error {
 	const op = "blobs/put"
-	u, err := url.Parse(createURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	if httpURL(createURL) == nil {
 		return invalid(op, errors.New("kaggle returned an invalid upload URL"))
 	}
-	seeker, canRewind := body.(io.ReadSeeker)
-	var start int64
-	if canRewind {
-		if start, err = seeker.Seek(0, io.SeekCurrent); err != nil {
-			canRewind = false
+	st := &stream{r: body, size: size, contentType: "application/octet-stream"}
+	policy := retryNever
+	if seeker, ok := body.(io.ReadSeeker); ok {
+		if start, err := seeker.Seek(0, io.SeekCurrent); err == nil {
+			st.rewind = func() error { _, err := seeker.Seek(start, io.SeekStart); return err }
+			policy = retryIdempotent
 		}
 	}
-	for attempt := 1; ; attempt++ {
-		apiErr := c.putOnce(ctx, op, createURL, size, body)
-		if apiErr == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return &APIError{Op: op, Err: ctx.Err()}
-		}
-		retry, _ := Retryable(apiErr)
-		if !canRewind || !retry || attempt >= c.cfg.MaxAttempts {
-			return apiErr
-		}
-		if _, err := seeker.Seek(start, io.SeekStart); err != nil {
-			return apiErr
-		}
-		delay := c.backoff(attempt)
-		if apiErr.RetryAfter > 0 && apiErr.RetryAfter <= c.cfg.MaxRetryAfter {
-			delay = apiErr.RetryAfter
-		}
-		if err := c.cfg.Sleep(ctx, delay); err != nil {
-			return invalid(op, err)
-		}
-	}
-}
-
-func (c *Client) putOnce(ctx context.Context, op, createURL string, size int64, body io.Reader) *APIError {
-	// NopCloser keeps net/http from closing the caller's reader, and the
-	// LimitReader makes sure we never send more than we announced.
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, createURL, io.NopCloser(io.LimitReader(body, size)))
+	resp, err := c.do(ctx, call{op: op, method: http.MethodPut, url: createURL, stream: st, policy: policy})
 	if err != nil {
-		return &APIError{Op: op, Err: redact(err)}
-	}
-	req.ContentLength = size
-	if size == 0 {
-		req.Body = http.NoBody
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	c.authorize(req)
-	resp, err := c.cfg.HTTPClient.Do(req)
-	if err != nil {
-		return &APIError{Op: op, Err: redact(err)}
+		return err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusCreated {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		return nil
-	}
-	return c.errorFromResponse(op, resp)
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	return nil
 }
 
 // CreateDataset creates a dataset from uploaded blobs (POST
@@ -390,8 +352,8 @@ func (c *Client) KernelOutput(ctx context.Context, owner, slug string) (KernelOu
 // surfaces as a read error and the caller restarts the download.
 func (c *Client) Download(ctx context.Context, fileURL string) (io.ReadCloser, int64, error) {
 	const op = "download"
-	u, err := url.Parse(fileURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	u := httpURL(fileURL)
+	if u == nil {
 		return nil, 0, invalid(op, errors.New("output file URL must be an absolute http(s) URL"))
 	}
 	resp, err := c.do(ctx, call{op: op, method: http.MethodGet, url: u.String(), policy: retryIdempotent})

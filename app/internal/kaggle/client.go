@@ -127,13 +127,19 @@ func New(cfg Config) *Client {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	base, err := url.Parse(cfg.BaseURL)
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
-		// Config validation rejects such URLs before we get here; keep the
-		// client usable and let every call report it.
-		base = nil
+	// A nil base (not an absolute http(s) URL) is rejected by config
+	// validation before we get here; the client stays usable and every call
+	// reports it.
+	return &Client{cfg: cfg, base: httpURL(cfg.BaseURL)}
+}
+
+// httpURL parses s if it is an absolute http or https URL, else returns nil.
+func httpURL(s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil
 	}
-	return &Client{cfg: cfg, base: base}
+	return u
 }
 
 // Configured reports whether the client has credentials to call Kaggle with:
@@ -176,7 +182,21 @@ type call struct {
 	method string
 	url    string // absolute
 	body   []byte // JSON body, replayed on retries; nil for none
+	// stream, when set, is sent instead of body.
+	stream *stream
 	policy retryPolicy
+}
+
+// stream is a raw request body of known length (a blob), streamed from r
+// rather than held in memory.
+type stream struct {
+	r           io.Reader
+	size        int64 // Content-Length; no more is read from r
+	contentType string
+	// rewind moves r back to the start of the body before a retry; nil when
+	// r cannot be replayed (use retryNever). If it fails, the call ends with
+	// the error of the attempt it was to repeat.
+	rewind func() error
 }
 
 // apiURL joins the base URL with an already escaped path and query.
@@ -238,6 +258,9 @@ func (c *Client) do(ctx context.Context, cl call) (*http.Response, error) {
 			}
 			delay = apiErr.RetryAfter
 		}
+		if s := cl.stream; s != nil && (s.rewind == nil || s.rewind() != nil) {
+			return nil, lastErr
+		}
 		c.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "kaggle request retry",
 			slog.String("op", cl.op), slog.Int("status", apiErr.Status),
 			slog.Int("attempt", attempt), slog.Int64("delay_ms", delay.Milliseconds()))
@@ -274,15 +297,27 @@ func (c *Client) backoff(attempt int) time.Duration {
 // the body's message; the body is closed in that case.
 func (c *Client) once(ctx context.Context, cl call) (*http.Response, *APIError) {
 	var body io.Reader
-	if cl.body != nil {
-		body = bytes.NewReader(cl.body)
+	contentType := ""
+	switch {
+	case cl.stream != nil:
+		// NopCloser keeps net/http from closing the caller's reader, and the
+		// LimitReader makes sure we never send more than we announced.
+		body, contentType = io.NopCloser(io.LimitReader(cl.stream.r, cl.stream.size)), cl.stream.contentType
+		if cl.stream.size == 0 {
+			body = http.NoBody
+		}
+	case cl.body != nil:
+		body, contentType = bytes.NewReader(cl.body), "application/json"
 	}
 	req, err := http.NewRequestWithContext(ctx, cl.method, cl.url, body)
 	if err != nil {
 		return nil, &APIError{Op: cl.op, Err: redact(err)}
 	}
-	if cl.body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if cl.stream != nil {
+		req.ContentLength = cl.stream.size
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Accept", "application/json")
 	c.authorize(req)

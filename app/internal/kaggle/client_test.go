@@ -633,3 +633,44 @@ func TestUploadRetry(t *testing.T) {
 		})
 	}
 }
+
+// The blob PUT goes through the same retry path as every other call: a
+// Retry-After beyond MaxRetryAfter ends the call with the delay instead of
+// being replaced by ordinary backoff, and a sleep cut short by the context
+// reports the context's error, not an invalid argument.
+func TestUploadSharesRetryPath(t *testing.T) {
+	data := []byte(`{"text":"hello"}` + "\n")
+	t.Run("long Retry-After is handed to the caller", func(t *testing.T) {
+		srv := kaggletest.NewServer(t)
+		srv.Fail("/_emulator/upload/", 429, 0).RetryAfter("3600")
+		c, sl := newClient(t, srv, nil)
+		_, err := c.UploadBlob(ctxT(t), "train.jsonl", int64(len(data)), bytes.NewReader(data))
+		var ae *kaggle.APIError
+		if !errors.As(err, &ae) || ae.Status != 429 {
+			t.Fatalf("err = %v, want a 429 *kaggle.APIError", err)
+		}
+		if ok, after := kaggle.Retryable(err); !ok || after != time.Hour {
+			t.Fatalf("Retryable = %v, %v; want true, 1h", ok, after)
+		}
+		if n := srv.Calls("/_emulator/upload/"); n != 1 {
+			t.Fatalf("PUT sent %d times, want 1", n)
+		}
+		if d := sl.Delays(); len(d) != 0 {
+			t.Fatalf("slept %v, want no waiting", d)
+		}
+	})
+	t.Run("failed sleep reports the context error", func(t *testing.T) {
+		srv := kaggletest.NewServer(t)
+		srv.Fail("/_emulator/upload/", 503, 0)
+		c, _ := newClient(t, srv, func(cfg *kaggle.Config) {
+			cfg.Sleep = func(context.Context, time.Duration) error { return context.Canceled }
+		})
+		_, err := c.UploadBlob(ctxT(t), "train.jsonl", int64(len(data)), bytes.NewReader(data))
+		if !errors.Is(err, context.Canceled) || errors.Is(err, kaggle.ErrInvalidArgument) {
+			t.Fatalf("err = %v, want context.Canceled and not ErrInvalidArgument", err)
+		}
+		if n := srv.Calls("/_emulator/upload/"); n != 1 {
+			t.Fatalf("PUT sent %d times, want 1", n)
+		}
+	})
+}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 	"unicode"
+	"unicode/utf8"
 )
 
 // Sentinels a caller can test with errors.Is. Every error returned by the
@@ -130,15 +131,13 @@ func cleanMessage(s string) string {
 	s = strings.TrimSpace(s)
 	if len(s) > maxMessageLen {
 		cut := maxMessageLen
-		for cut > 0 && !utf8RuneStart(s[cut]) {
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
 			cut--
 		}
 		s = s[:cut] + "…"
 	}
 	return s
 }
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 // invalid builds the error of a call refused before it was sent.
 func invalid(op string, err error) *APIError {
