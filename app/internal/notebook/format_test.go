@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/finetune-studio/finetune-studio/app/internal/dataset"
 )
 
 // formatHarness executes the notebook's "config" and "format" cells for
@@ -91,7 +93,7 @@ func TestPromptFormattingBySchema(t *testing.T) {
 		want    [][2]string
 	}{
 		{
-			schema: SchemaChat,
+			schema: string(dataset.SchemaChat),
 			records: []map[string]any{{"messages": []map[string]string{
 				{"role": "system", "content": "Be brief."},
 				{"role": "user", "content": "Hi \"there\"\nfriend"},
@@ -100,7 +102,7 @@ func TestPromptFormattingBySchema(t *testing.T) {
 			want: [][2]string{{"[system]Be brief.[user]Hi \"there\"\nfriend[assistant]", "Hello!</s>"}},
 		},
 		{
-			schema: SchemaInstruction,
+			schema: string(dataset.SchemaInstruction),
 			records: []map[string]any{
 				{"instruction": "Translate to French", "input": "cat", "output": "chat"},
 				{"instruction": "Say hi", "output": "hi"},
@@ -114,7 +116,7 @@ func TestPromptFormattingBySchema(t *testing.T) {
 			},
 		},
 		{
-			schema: SchemaTextLabel,
+			schema: string(dataset.SchemaTextLabel),
 			records: []map[string]any{
 				{"text": "great film {0}", "label": "positive"},
 				{"text": "awful", "label": "negative"},

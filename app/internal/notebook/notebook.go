@@ -22,16 +22,12 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/finetune-studio/finetune-studio/app/internal/dataset"
 	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
-)
-
-// Dataset schemas, as the dataset validator names them.
-const (
-	SchemaChat        = "chat"
-	SchemaInstruction = "instruction"
-	SchemaTextLabel   = "text_label"
+	"github.com/finetune-studio/finetune-studio/app/internal/training"
 )
 
 // Output locations inside the kernel; Kaggle lists files under
@@ -41,15 +37,10 @@ const (
 	MetricsFile = "metrics.json"
 )
 
-// Hyperparameters of one run. Field names and ranges match the API's.
+// Hyperparameters of one run: the job's (the API's fields, checked against
+// the training package's ranges) plus knobs only the notebook has.
 type Hyperparameters struct {
-	LoraRank     int     `json:"lora_rank"`
-	LoraAlpha    int     `json:"lora_alpha"`
-	LoraDropout  float64 `json:"lora_dropout"`
-	Epochs       int     `json:"epochs"`
-	LearningRate float64 `json:"learning_rate"`
-	BatchSize    int     `json:"batch_size"`
-	MaxSeqLength int     `json:"max_seq_length"`
+	training.Hyperparameters
 	// GradientAccumulationSteps multiplies the effective batch. Default 1.
 	GradientAccumulationSteps int `json:"gradient_accumulation_steps"`
 	// WarmupRatio is the share of steps with a rising learning rate.
@@ -68,7 +59,8 @@ type Spec struct {
 	JobID string
 	// BaseModel is a Hugging Face model id, e.g. "Qwen/Qwen2.5-0.5B-Instruct".
 	BaseModel string
-	// Schema is SchemaChat, SchemaInstruction or SchemaTextLabel.
+	// Schema is one of the dataset package's schemas (chat, instruction,
+	// text_label).
 	Schema string
 	// Hyperparameters are the validated training settings.
 	Hyperparameters Hyperparameters
@@ -124,12 +116,11 @@ func (k Kernel) Push() kaggle.KernelPush {
 	}
 }
 
-// Allowed values, the same as the API's validation.
+// Allowed names. The hyperparameter ranges are the training package's.
 var (
-	loraRanks = []int{4, 8, 16, 32, 64}
-	refRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}/[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$`)
-	slugRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$`)
-	ownerRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
+	refRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}/[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$`)
+	slugRE  = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$`)
+	ownerRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$`)
 )
 
 // Validate reports the first problem with s, after defaults are applied.
@@ -143,16 +134,23 @@ func (s Spec) Validate() error {
 	}
 	check(strings.TrimSpace(s.BaseModel) != "" && len(s.BaseModel) <= 200 && !strings.ContainsAny(s.BaseModel, "\x00\r\n"),
 		"base model must be a model id of at most 200 characters")
-	check(s.Schema == SchemaChat || s.Schema == SchemaInstruction || s.Schema == SchemaTextLabel,
-		"schema must be chat, instruction or text_label (got %q)", s.Schema)
-	check(slices.Contains(loraRanks, h.LoraRank), "lora_rank must be one of 4, 8, 16, 32, 64 (got %d)", h.LoraRank)
-	check(h.LoraAlpha >= 1 && h.LoraAlpha <= 1024, "lora_alpha must be between 1 and 1024 (got %d)", h.LoraAlpha)
-	check(h.LoraDropout >= 0 && h.LoraDropout <= 0.5, "lora_dropout must be between 0 and 0.5 (got %g)", h.LoraDropout)
-	check(h.Epochs >= 1 && h.Epochs <= 10, "epochs must be between 1 and 10 (got %d)", h.Epochs)
-	check(h.LearningRate > 0 && h.LearningRate <= 1e-2 && !math.IsNaN(h.LearningRate),
-		"learning_rate must be in (0, 0.01] (got %g)", h.LearningRate)
-	check(h.BatchSize >= 1 && h.BatchSize <= 64, "batch_size must be between 1 and 64 (got %d)", h.BatchSize)
-	check(h.MaxSeqLength >= 64 && h.MaxSeqLength <= 8192, "max_seq_length must be between 64 and 8192 (got %d)", h.MaxSeqLength)
+	schema := dataset.Schema(s.Schema)
+	check(schema == dataset.SchemaChat || schema == dataset.SchemaInstruction || schema == dataset.SchemaTextLabel,
+		"schema must be %s, %s or %s (got %q)", dataset.SchemaChat, dataset.SchemaInstruction, dataset.SchemaTextLabel, s.Schema)
+	ranks := training.LoraRanks()
+	check(slices.Contains(ranks, h.LoraRank), "lora_rank must be one of %s (got %d)", joinInts(ranks), h.LoraRank)
+	check(h.LoraAlpha >= training.MinLoraAlpha && h.LoraAlpha <= training.MaxLoraAlpha,
+		"lora_alpha must be between %d and %d (got %d)", training.MinLoraAlpha, training.MaxLoraAlpha, h.LoraAlpha)
+	check(h.LoraDropout >= 0 && h.LoraDropout <= training.MaxLoraDropout,
+		"lora_dropout must be between 0 and %g (got %g)", training.MaxLoraDropout, h.LoraDropout)
+	check(h.Epochs >= training.MinEpochs && h.Epochs <= training.MaxEpochs,
+		"epochs must be between %d and %d (got %d)", training.MinEpochs, training.MaxEpochs, h.Epochs)
+	check(h.LearningRate > 0 && h.LearningRate <= training.MaxLearningRate && !math.IsNaN(h.LearningRate),
+		"learning_rate must be in (0, %g] (got %g)", training.MaxLearningRate, h.LearningRate)
+	check(h.BatchSize >= training.MinBatchSize && h.BatchSize <= training.MaxBatchSize,
+		"batch_size must be between %d and %d (got %d)", training.MinBatchSize, training.MaxBatchSize, h.BatchSize)
+	check(h.MaxSeqLength >= training.MinMaxSeqLength && h.MaxSeqLength <= training.MaxMaxSeqLength,
+		"max_seq_length must be between %d and %d (got %d)", training.MinMaxSeqLength, training.MaxMaxSeqLength, h.MaxSeqLength)
 	check(h.GradientAccumulationSteps >= 0 && h.GradientAccumulationSteps <= 64,
 		"gradient_accumulation_steps must be between 1 and 64 (got %d)", h.GradientAccumulationSteps)
 	check(h.WarmupRatio >= 0 && h.WarmupRatio <= 0.5, "warmup_ratio must be between 0 and 0.5 (got %g)", h.WarmupRatio)
@@ -164,6 +162,15 @@ func (s Spec) Validate() error {
 	check(slugRE.MatchString(s.KernelSlug), "kernel slug must be 3 to 50 lowercase letters, digits or dashes (got %q)", s.KernelSlug)
 	check(len(s.KernelTitle) <= 50, "kernel title must be at most 50 characters")
 	return errors.Join(errs...)
+}
+
+// joinInts lists ns as "4, 8, 16".
+func joinInts(ns []int) string {
+	parts := make([]string, len(ns))
+	for i, n := range ns {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func (s Spec) withDefaults() Spec {

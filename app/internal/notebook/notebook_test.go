@@ -10,7 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/finetune-studio/finetune-studio/app/internal/dataset"
 	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
+	"github.com/finetune-studio/finetune-studio/app/internal/training"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -19,11 +21,11 @@ func validSpec() Spec {
 	return Spec{
 		JobID:     "0b9c7a52-8f7e-4c1e-9d55-3f1f2a6b7c80",
 		BaseModel: "Qwen/Qwen2.5-0.5B-Instruct",
-		Schema:    SchemaInstruction,
-		Hyperparameters: Hyperparameters{
+		Schema:    string(dataset.SchemaInstruction),
+		Hyperparameters: Hyperparameters{Hyperparameters: training.Hyperparameters{
 			LoraRank: 16, LoraAlpha: 32, LoraDropout: 0.05, Epochs: 3,
 			LearningRate: 2e-4, BatchSize: 4, MaxSeqLength: 1024,
-		},
+		}},
 		DatasetSource: "emu-user/fts-job-0b9c7a528f7e4c1e9d553f1f2a6b7c80",
 		DatasetFile:   "train.jsonl",
 		KernelOwner:   "emu-user",
@@ -126,7 +128,7 @@ func runPython(t *testing.T, cells []string) map[string]any {
 }
 
 func TestRenderGolden(t *testing.T) {
-	for _, schema := range []string{SchemaChat, SchemaInstruction, SchemaTextLabel} {
+	for _, schema := range []string{string(dataset.SchemaChat), string(dataset.SchemaInstruction), string(dataset.SchemaTextLabel)} {
 		t.Run(schema, func(t *testing.T) {
 			spec := validSpec()
 			spec.Schema = schema
@@ -216,6 +218,8 @@ func TestRenderRejectsInvalidSpecs(t *testing.T) {
 		{"dataset source without owner", func(s *Spec) { s.DatasetSource = "just-a-slug" }, "dataset source"},
 		{"kernel slug uppercase", func(s *Spec) { s.KernelSlug = "Bad_Slug" }, "kernel slug"},
 		{"dropout too high", func(s *Spec) { s.Hyperparameters.LoraDropout = 0.9 }, "lora_dropout"},
+		{"alpha above the API's", func(s *Spec) { s.Hyperparameters.LoraAlpha = training.MaxLoraAlpha + 1 }, "lora_alpha"},
+		{"sequence above the API's", func(s *Spec) { s.Hyperparameters.MaxSeqLength = training.MaxMaxSeqLength + 1 }, "max_seq_length"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := validSpec()
@@ -225,6 +229,27 @@ func TestRenderRejectsInvalidSpecs(t *testing.T) {
 				t.Fatalf("err = %v, want one naming %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestRenderAcceptsTheAPIsLimits renders a job at both ends of every range
+// the API accepts: a job the API took is never refused here.
+func TestRenderAcceptsTheAPIsLimits(t *testing.T) {
+	for _, rank := range training.LoraRanks() {
+		low, high := validSpec(), validSpec()
+		low.Hyperparameters.Hyperparameters = training.Hyperparameters{
+			LoraRank: rank, LoraAlpha: training.MinLoraAlpha, LoraDropout: 0, Epochs: training.MinEpochs,
+			LearningRate: 1e-9, BatchSize: training.MinBatchSize, MaxSeqLength: training.MinMaxSeqLength,
+		}
+		high.Hyperparameters.Hyperparameters = training.Hyperparameters{
+			LoraRank: rank, LoraAlpha: training.MaxLoraAlpha, LoraDropout: training.MaxLoraDropout, Epochs: training.MaxEpochs,
+			LearningRate: training.MaxLearningRate, BatchSize: training.MaxBatchSize, MaxSeqLength: training.MaxMaxSeqLength,
+		}
+		for _, spec := range []Spec{low, high} {
+			if _, err := Render(spec); err != nil {
+				t.Errorf("%+v: %v", spec.Hyperparameters, err)
+			}
+		}
 	}
 }
 

@@ -195,15 +195,13 @@ func (r *Runner) upload(ctx context.Context, j training.Job) (time.Duration, err
 	} else if !errors.Is(err, kaggle.ErrNotFound) {
 		return 0, err
 	}
-	hp := j.Hyperparameters
+	// The notebook's own knobs (gradient accumulation, warmup, eval split,
+	// seed) keep their defaults.
 	kernel, err := notebook.Render(notebook.Spec{
 		JobID: j.ID, BaseModel: j.BaseModel, Schema: ds.Schema,
-		Hyperparameters: notebook.Hyperparameters{
-			LoraRank: hp.LoraRank, LoraAlpha: hp.LoraAlpha, LoraDropout: hp.LoraDropout, Epochs: hp.Epochs,
-			LearningRate: hp.LearningRate, BatchSize: hp.BatchSize, MaxSeqLength: hp.MaxSeqLength,
-		},
 		DatasetSource: j.KaggleDataset, DatasetFile: dataFileName(ds),
 		KernelOwner: owner, KernelSlug: s,
+		Hyperparameters: notebook.Hyperparameters{Hyperparameters: j.Hyperparameters},
 	})
 	if err != nil {
 		return 0, r.fail(ctx, j, "could not generate the training notebook: "+err.Error())
@@ -330,7 +328,7 @@ func (r *Runner) collect(ctx context.Context, j training.Job) error {
 			continue
 		}
 		var capture *cappedBuffer
-		if name == "metrics.json" {
+		if name == notebook.MetricsFile {
 			capture = &cappedBuffer{limit: maxMetricsBytes}
 		}
 		if err := r.copyOutput(ctx, f, prefix+name, capture); err != nil {

@@ -7,6 +7,8 @@
 // satisfied by the store, blob and kaggle packages at the edges.
 package training
 
+import "slices"
+
 // Status is a job's place in its life cycle.
 type Status string
 
@@ -46,8 +48,9 @@ func (s Status) Terminal() bool {
 
 // UnfinishedStatuses are the statuses of jobs that still need their dataset
 // and may still be worked on.
+// They are Statuses() without the terminal ones, in the same order.
 func UnfinishedStatuses() []Status {
-	return []Status{StatusQueued, StatusUploading, StatusSubmitted, StatusRunning, StatusCollecting}
+	return slices.DeleteFunc(Statuses(), Status.Terminal)
 }
 
 // CanTransition reports whether a job may move from one status to another.

@@ -1,6 +1,9 @@
 package training
 
-import "testing"
+import (
+	"slices"
+	"testing"
+)
 
 func TestCanTransition(t *testing.T) {
 	allowed := map[[2]Status]bool{
@@ -49,6 +52,10 @@ func TestTerminalStatusesNeverChange(t *testing.T) {
 		if s.Terminal() {
 			t.Errorf("%s.Terminal() = true, want false", s)
 		}
+	}
+	want := []Status{StatusQueued, StatusUploading, StatusSubmitted, StatusRunning, StatusCollecting}
+	if got := UnfinishedStatuses(); !slices.Equal(got, want) {
+		t.Errorf("UnfinishedStatuses() = %v, want %v", got, want)
 	}
 }
 
