@@ -108,9 +108,6 @@ func newTransport(caFile string) (*http.Transport, error) {
 	return t, nil
 }
 
-// Bucket is the bucket's name.
-func (s *Store) Bucket() string { return s.bucket }
-
 // EnsureBucket creates the bucket unless it exists. Safe to race with other
 // instances doing the same.
 func (s *Store) EnsureBucket(ctx context.Context) error {
@@ -204,6 +201,15 @@ func (s *Store) List(ctx context.Context, prefix string) ([]Info, error) {
 		out = append(out, infoOf(obj))
 	}
 	return out, nil
+}
+
+// Remove deletes the object key in one request. A key that does not exist
+// is not an error (S3's DELETE succeeds), as with RemovePrefix.
+func (s *Store) Remove(ctx context.Context, key string) error {
+	if err := s.client.RemoveObject(ctx, s.bucket, key, minio.RemoveObjectOptions{}); err != nil {
+		return fmt.Errorf("removing %s: %w", key, mapErr(err))
+	}
+	return nil
 }
 
 // RemovePrefix deletes every object under prefix. An empty prefix is

@@ -153,6 +153,36 @@ func TestStatListRemovePrefix(t *testing.T) {
 	}
 }
 
+func TestRemove(t *testing.T) {
+	s, _ := newStore(t, nil)
+	ctx := context.Background()
+	for _, k := range []string{"datasets/a", "datasets/a/b", "datasets/ab"} {
+		if _, err := s.Put(ctx, k, strings.NewReader(k), int64(len(k)), ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Remove(ctx, "datasets/a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Stat(ctx, "datasets/a"); !errors.Is(err, problem.ErrNotFound) {
+		t.Fatalf("stat after remove: got %v, want ErrNotFound", err)
+	}
+	// Only that key: objects it is a prefix of stay.
+	if list, err := s.List(ctx, "datasets/"); err != nil || len(list) != 2 || list[0].Key != "datasets/a/b" || list[1].Key != "datasets/ab" {
+		t.Fatalf("after remove: %+v %v", list, err)
+	}
+	// A missing object is no error, as with RemovePrefix.
+	if err := s.Remove(ctx, "datasets/a"); err != nil {
+		t.Fatalf("removing a missing object: %v", err)
+	}
+	if err := s.RemovePrefix(ctx, "datasets/nope"); err != nil {
+		t.Fatalf("removing a missing prefix: %v", err)
+	}
+	if err := s.Remove(ctx, ""); err == nil {
+		t.Fatal("an empty key was accepted")
+	}
+}
+
 // TestPresignUsesThePublicHost signs for a different host name than the
 // one the app uses, then downloads through that public name.
 func TestPresignUsesThePublicHost(t *testing.T) {

@@ -42,10 +42,9 @@ func (o blobObjects) List(ctx context.Context, prefix string) ([]training.Object
 	return out, nil
 }
 
-// Remove deletes one object. Keys are generated (datasets/<uuid>), so no
-// other key has this one as a prefix.
+// Remove deletes one object; a missing one is not an error.
 func (o blobObjects) Remove(ctx context.Context, key string) error {
-	return o.b.RemovePrefix(ctx, key)
+	return o.b.Remove(ctx, key)
 }
 
 func (o blobObjects) RemovePrefix(ctx context.Context, prefix string) error {

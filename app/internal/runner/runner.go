@@ -160,23 +160,31 @@ func (r *Runner) upload(ctx context.Context, j training.Job) (time.Duration, err
 	if j.DatasetID == "" {
 		return 0, r.fail(ctx, j, "the job's dataset was deleted before training started")
 	}
-	ds, err := r.repo.GetDataset(ctx, j.DatasetID)
-	if err != nil {
-		return 0, err
-	}
+	// The dataset row is read only when this pass uses it: to upload the
+	// file, then to render the notebook. Polls while Kaggle processes the
+	// upload need neither.
+	var (
+		ds     training.Dataset
+		status string // the Kaggle dataset's status, once known
+		err    error
+	)
 	if j.KaggleDataset == "" {
-		ref, err := r.createKaggleDataset(ctx, j, ds, owner, s)
-		if err != nil {
+		if ds, err = r.repo.GetDataset(ctx, j.DatasetID); err != nil {
+			return 0, err
+		}
+		var ref string
+		if ref, status, err = r.createKaggleDataset(ctx, j, ds, owner, s); err != nil {
 			return 0, err
 		}
 		if j, err = r.repo.UpdateJob(ctx, j.ID, training.StatusUploading, training.JobUpdate{KaggleDataset: &ref}, training.EventLog, "uploaded the dataset to Kaggle as "+ref); err != nil {
 			return 0, err
 		}
 	}
-	dsOwner, dsSlug, _ := strings.Cut(j.KaggleDataset, "/")
-	status, err := r.kaggle.DatasetStatus(ctx, dsOwner, dsSlug)
-	if err != nil {
-		return 0, err
+	if status == "" {
+		dsOwner, dsSlug, _ := strings.Cut(j.KaggleDataset, "/")
+		if status, err = r.kaggle.DatasetStatus(ctx, dsOwner, dsSlug); err != nil {
+			return 0, err
+		}
 	}
 	switch status {
 	case kaggle.DatasetReady:
@@ -194,6 +202,11 @@ func (r *Runner) upload(ctx context.Context, j training.Job) (time.Duration, err
 		return 0, err
 	} else if !errors.Is(err, kaggle.ErrNotFound) {
 		return 0, err
+	}
+	if ds.ID == "" { // not read above
+		if ds, err = r.repo.GetDataset(ctx, j.DatasetID); err != nil {
+			return 0, err
+		}
 	}
 	// The notebook's own knobs (gradient accumulation, warmup, eval split,
 	// seed) keep their defaults.
@@ -225,28 +238,31 @@ func dataFileName(d training.Dataset) string {
 	return "train.jsonl"
 }
 
-func (r *Runner) createKaggleDataset(ctx context.Context, j training.Job, ds training.Dataset, owner, s string) (string, error) {
+// createKaggleDataset uploads the job's dataset to Kaggle and returns its
+// reference, with its status when it was adopted (empty when just created).
+func (r *Runner) createKaggleDataset(ctx context.Context, j training.Job, ds training.Dataset, owner, s string) (ref, status string, err error) {
 	// An earlier attempt may have created it and crashed before saving the
 	// reference: Kaggle would refuse the slug, so adopt the dataset.
-	if _, err := r.kaggle.DatasetStatus(ctx, owner, s); err == nil {
-		return owner + "/" + s, nil
+	if status, err := r.kaggle.DatasetStatus(ctx, owner, s); err == nil {
+		return owner + "/" + s, status, nil
 	} else if !errors.Is(err, kaggle.ErrNotFound) {
-		return "", err
+		return "", "", err
 	}
 	body, size, err := r.objects.Get(ctx, ds.ObjectKey)
 	if err != nil {
-		return "", fmt.Errorf("opening dataset object: %w", err)
+		return "", "", fmt.Errorf("opening dataset object: %w", err)
 	}
 	defer body.Close()
 	name := dataFileName(ds)
 	token, err := r.kaggle.UploadBlob(ctx, name, size, body)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return r.kaggle.CreateDataset(ctx, kaggle.NewDataset{
+	ref, err = r.kaggle.CreateDataset(ctx, kaggle.NewDataset{
 		Owner: owner, Slug: s, Title: "Finetune Studio job " + j.ID[:8], Private: true,
 		Files: []kaggle.UploadedFile{{Token: token, Name: name}},
 	})
+	return ref, "", err
 }
 
 func (r *Runner) poll(ctx context.Context, j training.Job) (time.Duration, error) {

@@ -353,6 +353,73 @@ func TestRunnerLostPushAnswerIsNotPushedAgain(t *testing.T) {
 	}
 }
 
+// countingRepo counts the dataset reads the runner makes.
+type countingRepo struct {
+	training.Repository
+	mu          sync.Mutex
+	datasetRead int
+}
+
+func (c *countingRepo) GetDataset(ctx context.Context, id string) (training.Dataset, error) {
+	c.mu.Lock()
+	c.datasetRead++
+	c.mu.Unlock()
+	return c.Repository.GetDataset(ctx, id)
+}
+
+// TestRunnerReadsTheDatasetOnlyToUploadAndRender polls a dataset Kaggle
+// takes a while to process: the dataset row is read to upload the file and
+// to render the notebook, not on every poll.
+func TestRunnerReadsTheDatasetOnlyToUploadAndRender(t *testing.T) {
+	f := newFixture(t, nil)
+	f.emu.SetDatasetPendingPolls(4)
+	j := f.newJob(t)
+	repo := &countingRepo{Repository: f.store}
+	r := New(repo, f.objects, f.client, Config{MaxRuntime: time.Hour, PollInterval: time.Second, Now: f.clock.Now},
+		slog.New(slog.DiscardHandler))
+	got, err := f.runUntil(t, r, j.ID, nil)
+	if err != nil || got.Status != training.StatusSucceeded {
+		t.Fatalf("status %s (%s) err %v, want succeeded", got.Status, got.Error, err)
+	}
+	if n := f.emu.Calls("/datasets/status/"); n < 5 {
+		t.Fatalf("%d dataset status polls, want at least 5 (4 pending, then ready)", n)
+	}
+	if repo.datasetRead != 2 {
+		t.Errorf("dataset read %d times, want 2 (upload, render)", repo.datasetRead)
+	}
+}
+
+// TestRunnerAdoptsDatasetOfLostCreateAnswer: Kaggle creates the dataset
+// but its answer is lost. The next step adopts the dataset instead of
+// uploading again, and uses the status it read to find it rather than
+// asking Kaggle a second time.
+func TestRunnerAdoptsDatasetOfLostCreateAnswer(t *testing.T) {
+	f := newFixture(t, nil)
+	j := f.newJob(t)
+	f.emu.Inject(kaggletest.Fault{Path: "/datasets/create/new", Status: 500, AfterHandling: true, Times: 1})
+	ctx := context.Background()
+	if _, err := f.runner.Step(ctx, j.ID); err == nil {
+		t.Fatal("the lost answer was not reported")
+	}
+	before := f.emu.Calls("/datasets/status/")
+	if _, err := f.runner.Step(ctx, j.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.emu.Calls("/datasets/status/") - before; n != 1 {
+		t.Errorf("adopting the dataset asked its status %d times, want 1", n)
+	}
+	got, err := f.runUntil(t, f.runner, j.ID, nil)
+	if err != nil || got.Status != training.StatusSucceeded {
+		t.Fatalf("status %s (%s) err %v, want succeeded", got.Status, got.Error, err)
+	}
+	if n := len(f.emu.Datasets()); n != 1 {
+		t.Errorf("%d Kaggle datasets, want 1", n)
+	}
+	if n := len(f.emu.Blobs()); n != 1 {
+		t.Errorf("%d blob uploads, want 1", n)
+	}
+}
+
 func TestRunnerStopsFollowingCancelledJob(t *testing.T) {
 	f := newFixture(t, nil)
 	f.emu.SetKernelProgress(0, 1000, kaggle.KernelComplete, "")
