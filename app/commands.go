@@ -59,7 +59,7 @@ func openStore(ctx context.Context, cfg config.Config, log *slog.Logger, migrate
 	return store.Open(ctx, store.Options{
 		URL: cfg.DB.URL, MaxConns: cfg.DB.MaxConns,
 		ConnectTimeout: cfg.DB.ConnectTimeout, StatementTimeout: cfg.DB.StatementTimeout,
-		Migrate: migrate,
+		Migrate: migrate, TaskMaxAttempts: cfg.Worker.MaxAttempts,
 	}, log)
 }
 

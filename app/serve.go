@@ -185,11 +185,7 @@ func openBackends(ctx context.Context, cfg config.Config, log *slog.Logger) (*st
 	}
 	blobErr := make(chan error, 1)
 	go func() { blobErr <- ensureBucket(ctx, bl, log) }()
-	st, err := store.Open(ctx, store.Options{
-		URL: cfg.DB.URL, MaxConns: cfg.DB.MaxConns,
-		ConnectTimeout: cfg.DB.ConnectTimeout, StatementTimeout: cfg.DB.StatementTimeout,
-		Migrate: true,
-	}, log)
+	st, err := openStore(ctx, cfg, log, true)
 	if err != nil {
 		<-blobErr
 		return nil, nil, err

@@ -13,10 +13,6 @@ import (
 const jobColumns = `id::text, coalesce(dataset_id::text, ''), base_model, hyperparameters::text, status, error,
 	kaggle_dataset_ref, kaggle_kernel_ref, kaggle_status, created_at, updated_at, started_at, finished_at`
 
-// jobTaskMaxAttempts bounds the failed (not rescheduled) runs of a job's
-// step task: transient errors the Kaggle client did not absorb itself.
-const jobTaskMaxAttempts = 10
-
 func scanJob(row scanner) (training.Job, error) {
 	var j training.Job
 	var hp, status string
@@ -66,7 +62,7 @@ func (s *Store) InsertJob(ctx context.Context, j training.Job) (training.Job, er
 		if err := insertEvent(ctx, tx, j.ID, training.EventStatus, "", training.StatusQueued, "job created"); err != nil {
 			return err
 		}
-		_, _, err = tx.Enqueue(ctx, NewTask{Kind: training.TaskKind, Payload: payload, DedupeKey: j.ID, MaxAttempts: jobTaskMaxAttempts})
+		_, _, err = tx.Enqueue(ctx, NewTask{Kind: training.TaskKind, Payload: payload, DedupeKey: j.ID, MaxAttempts: s.taskMaxAttempts})
 		return err
 	})
 	if err != nil {

@@ -45,6 +45,9 @@ type Options struct {
 	StatementTimeout time.Duration
 	// Migrate applies pending migrations before Open returns.
 	Migrate bool
+	// TaskMaxAttempts bounds the failed (not rescheduled) runs of the tasks
+	// the store enqueues (WORKER_MAX_ATTEMPTS). Default 10.
+	TaskMaxAttempts int
 }
 
 // Store is the database handle shared by every request and worker.
@@ -54,6 +57,8 @@ type Store struct {
 	sqlDB    *sql.DB
 	provider *goose.Provider
 	log      *slog.Logger
+	// taskMaxAttempts is Options.TaskMaxAttempts with its default.
+	taskMaxAttempts int
 }
 
 // querier is what a query needs; both the pool and a transaction have it.
@@ -86,7 +91,10 @@ func Open(ctx context.Context, opts Options, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating database pool: %w", err)
 	}
-	s := &Store{pool: pool, db: pool, log: log}
+	s := &Store{pool: pool, db: pool, log: log, taskMaxAttempts: opts.TaskMaxAttempts}
+	if s.taskMaxAttempts <= 0 {
+		s.taskMaxAttempts = 10
+	}
 	if err := s.waitReady(ctx); err != nil {
 		pool.Close()
 		return nil, err

@@ -174,6 +174,9 @@ func TestInsertJobEnqueuesItsTaskInTheSameTransaction(t *testing.T) {
 	if err != nil || task == nil {
 		t.Fatalf("claiming the job's task: %v, %v", task, err)
 	}
+	if task.MaxAttempts != 10 {
+		t.Errorf("task max attempts = %d, want the default 10", task.MaxAttempts)
+	}
 	var p training.TaskPayload
 	if err := json.Unmarshal(task.Payload, &p); err != nil || p.JobID != j.ID || task.DedupeKey != j.ID {
 		t.Errorf("task payload %s dedupe %q, want job %s", task.Payload, task.DedupeKey, j.ID)
@@ -193,6 +196,26 @@ func TestInsertJobEnqueuesItsTaskInTheSameTransaction(t *testing.T) {
 	}
 	if task, err := s.ClaimTask(ctx, []string{training.TaskKind}, time.Minute); err != nil || task != nil {
 		t.Errorf("a task was left for the refused job: %+v, %v", task, err)
+	}
+}
+
+// TestJobTaskAttemptsFollowOptions: WORKER_MAX_ATTEMPTS reaches the tasks
+// the store enqueues.
+func TestJobTaskAttemptsFollowOptions(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s, err := Open(ctx, Options{URL: testenv.NewDatabase(t), Migrate: true, TaskMaxAttempts: 3}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	insertTestJob(t, s, insertTestDataset(t, s, "ds").ID)
+	task, err := s.ClaimTask(ctx, []string{training.TaskKind}, time.Minute)
+	if err != nil || task == nil {
+		t.Fatalf("claiming the job's task: %v, %v", task, err)
+	}
+	if task.MaxAttempts != 3 {
+		t.Errorf("task max attempts = %d, want 3 from Options", task.MaxAttempts)
 	}
 }
 
