@@ -43,7 +43,7 @@ func (a *API) trainingRoutes() {
 			BaseModels: a.conf.Training.BaseModels,
 			// Kaggle names datasets and kernels after their owner, so a
 			// token alone is not enough: the username is needed too.
-			BackendConfigured: a.conf.Kaggle.Configured() && a.conf.Kaggle.Username != "",
+			BackendConfigured: a.conf.Kaggle.Configured(),
 			PresignExpiry:     a.conf.S3.PresignExpiry,
 		}, a.log)
 	}

@@ -96,9 +96,11 @@ type Kaggle struct {
 	APIURL   *url.URL
 }
 
-// Configured reports whether any usable credential is present.
+// Configured reports whether the client can work: a credential (API token
+// or key) and the username, which owns every dataset and notebook we create
+// and is needed with either credential.
 func (k Kaggle) Configured() bool {
-	return k.APIToken != "" || (k.Username != "" && k.Key != "")
+	return k.Username != "" && (k.Key != "" || k.APIToken != "")
 }
 
 // Training limits what users may ask for.
@@ -186,7 +188,11 @@ func Variables() []string {
 func (c Config) Advisories() Problems {
 	var out Problems
 	if c.Production() && !c.Kaggle.Configured() {
-		out = append(out, Problem{"KAGGLE_API_TOKEN", "missing: set KAGGLE_API_TOKEN, or KAGGLE_USERNAME and KAGGLE_KEY, or training requests answer 503"})
+		if c.Kaggle.Username == "" && c.Kaggle.APIToken != "" {
+			out = append(out, Problem{"KAGGLE_USERNAME", "missing: the API token needs the username that owns the datasets and notebooks, or training requests answer 503"})
+		} else {
+			out = append(out, Problem{"KAGGLE_API_TOKEN", "missing: set KAGGLE_USERNAME with KAGGLE_API_TOKEN or KAGGLE_KEY, or training requests answer 503"})
+		}
 	}
 	return out
 }
@@ -389,15 +395,18 @@ func (p *parser) parse() Config {
 
 	c.Worker.Concurrency = int(p.integer("WORKER_CONCURRENCY", 4, 0, 256))
 	c.Worker.LeaseDuration = p.duration("WORKER_LEASE_DURATION", 30*time.Second, time.Second, time.Hour)
-	c.Worker.MaxAttempts = int(p.integer("WORKER_MAX_ATTEMPTS", 8, 1, 100))
+	c.Worker.MaxAttempts = int(p.integer("WORKER_MAX_ATTEMPTS", 10, 1, 100))
 	c.Worker.PollInterval = p.duration("WORKER_POLL_INTERVAL", time.Second, 10*time.Millisecond, time.Minute)
 
 	c.Kaggle.Username = p.str("KAGGLE_USERNAME", "")
 	c.Kaggle.Key = p.str("KAGGLE_KEY", "")
 	c.Kaggle.APIToken = p.str("KAGGLE_API_TOKEN", "")
 	c.Kaggle.APIURL = p.httpURL("KAGGLE_API_URL", "https://www.kaggle.com/api/v1")
-	if (c.Kaggle.Username == "") != (c.Kaggle.Key == "") {
-		p.add("KAGGLE_KEY", "incomplete: KAGGLE_USERNAME and KAGGLE_KEY go together")
+	switch {
+	case c.Kaggle.Key != "" && c.Kaggle.Username == "":
+		p.add("KAGGLE_KEY", "incomplete: KAGGLE_KEY needs KAGGLE_USERNAME")
+	case c.Kaggle.Username != "" && c.Kaggle.Key == "" && c.Kaggle.APIToken == "":
+		p.add("KAGGLE_KEY", "incomplete: KAGGLE_USERNAME needs KAGGLE_KEY or KAGGLE_API_TOKEN")
 	}
 
 	c.Training.MaxRuntime = p.duration("JOB_MAX_RUNTIME", 12*time.Hour, time.Minute, 7*24*time.Hour)

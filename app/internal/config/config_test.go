@@ -32,6 +32,7 @@ func strongProduction() map[string]string {
 		"S3_SECRET_KEY":    "0123456789abcdef0123",
 		"S3_PUBLIC_URL":    "https://files.example.com",
 		"KAGGLE_API_TOKEN": "kgat_x",
+		"KAGGLE_USERNAME":  "me",
 	}
 }
 
@@ -171,8 +172,16 @@ func TestProductionRefusesInsecureSettings(t *testing.T) {
 
 func TestAdvisoriesFlagMissingKaggleInProduction(t *testing.T) {
 	env := strongProduction()
-	delete(env, "KAGGLE_API_TOKEN")
+	delete(env, "KAGGLE_USERNAME")
 	c, err := Parse(env, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if adv := c.Advisories(); !hasProblem(adv, "KAGGLE_USERNAME", "missing") {
+		t.Fatalf("got advisories %v, want the API token without a username flagged", adv)
+	}
+	delete(env, "KAGGLE_API_TOKEN")
+	c, err = Parse(env, nil)
 	if err != nil {
 		t.Fatalf("kaggle credentials must be optional for serving: %v", err)
 	}
