@@ -55,7 +55,7 @@ func (h *trainingHandlers) uploadDataset(w http.ResponseWriter, r *http.Request)
 		seen[name] = true
 		switch name {
 		case "file":
-			upload, err = h.svc.StoreUpload(r.Context(), tooLargeAware{part}, h.a.cfg.MaxUploadBytes)
+			upload, err = h.svc.StoreUpload(r.Context(), part, h.a.cfg.MaxUploadBytes)
 			if err != nil {
 				return err
 			}
@@ -90,19 +90,6 @@ func (h *trainingHandlers) uploadDataset(w http.ResponseWriter, r *http.Request)
 	}
 	w.Header().Set("Location", "/api/v1/datasets/"+d.ID)
 	return writeJSON(w, http.StatusCreated, d)
-}
-
-// tooLargeAware turns the body cap's error into the domain's, so an upload
-// over the limit is a 413 however the limit was hit.
-type tooLargeAware struct{ r io.Reader }
-
-func (t tooLargeAware) Read(p []byte) (int, error) {
-	n, err := t.r.Read(p)
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return n, training.ErrUploadTooLarge
-	}
-	return n, err
 }
 
 // bodyProblem describes a failure to read the request body.

@@ -115,7 +115,7 @@ func (h *trainingHandlers) streamEvents(w http.ResponseWriter, r *http.Request) 
 	heartbeat := time.NewTicker(heartbeatInterval)
 	defer heartbeat.Stop()
 	for {
-		evs, err := h.svc.ListEvents(ctx, id, after, training.MaxPageLimit)
+		evs, err := h.svc.EventsAfter(ctx, job.ID, after, training.MaxPageLimit)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

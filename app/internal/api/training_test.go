@@ -268,6 +268,25 @@ func TestDatasetUploadGetListDelete(t *testing.T) {
 	expectProblem(t, resp, b, http.StatusNotFound, d.ID)
 }
 
+// TestUploadCutOffMidFileByTheBodyCapIs413: a chunked body whose file is
+// under the upload limit but whose whole body passes the route's cap (here
+// through a long multipart preamble) is cut off while the file streams. That
+// is still a 413, not an "interrupted upload" 400, and nothing is stored.
+func TestUploadCutOffMidFileByTheBodyCapIs413(t *testing.T) {
+	f := newTrainingFixture(t, false)
+	file := validJSONL(int(testUploadLimit * 9 / 10 / 71)) // ~90 % of the file limit
+	body, ct := multipartBody(t, part{"name", "", "x"}, part{"file", "a.jsonl", file})
+	// Preamble lines before the first boundary are skipped by the parser
+	// but count against the body cap (upload limit + multipartOverhead).
+	preamble := strings.Repeat(strings.Repeat("p", 62)+"\r\n", (multipartOverhead+testUploadLimit/5)/64)
+	chunked := io.MultiReader(strings.NewReader(preamble), body) // no Content-Length
+	resp, b := f.request(t, http.MethodPost, "/api/v1/datasets", chunked, "Content-Type", ct)
+	expectProblem(t, resp, b, http.StatusRequestEntityTooLarge, "exceeds")
+	if keys := f.objectKeys(t, ""); len(keys) != 0 {
+		t.Errorf("objects left behind: %v", keys)
+	}
+}
+
 func TestDatasetUploadRejectionsLeaveNoObject(t *testing.T) {
 	f := newTrainingFixture(t, false)
 	tooFew := validJSONL(5)

@@ -160,22 +160,22 @@ type Upload struct {
 	Report *dataset.Report
 }
 
-// ErrUploadTooLarge is returned by the reader a caller passes to
-// StoreUpload when the upload exceeds the size limit.
-var ErrUploadTooLarge = errors.New("upload exceeds the size limit")
+// errUploadTooLarge ends the read of an upload over StoreUpload's limit.
+var errUploadTooLarge = errors.New("upload exceeds the size limit")
 
-// limitedReader fails with ErrUploadTooLarge once more than n bytes arrive,
+// limitedReader fails with errUploadTooLarge once more than n bytes arrive,
 // and remembers that it did, whatever the consumer does with the error.
 type limitedReader struct {
 	r        io.Reader
 	n        int64
 	exceeded bool
+	err      error // the last read error other than io.EOF
 }
 
 func (l *limitedReader) Read(p []byte) (int, error) {
 	if l.n < 0 {
 		l.exceeded = true
-		return 0, ErrUploadTooLarge
+		return 0, errUploadTooLarge
 	}
 	if int64(len(p)) > l.n+1 {
 		p = p[:l.n+1]
@@ -184,7 +184,10 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	l.n -= int64(n)
 	if l.n < 0 {
 		l.exceeded = true
-		return n, ErrUploadTooLarge
+		return n, errUploadTooLarge
+	}
+	if err != nil && err != io.EOF {
+		l.err = err
 	}
 	return n, err
 }
@@ -197,27 +200,18 @@ func (s *Service) StoreUpload(ctx context.Context, body io.Reader, maxBytes int6
 	key := "datasets/" + NewID()
 	validator := dataset.NewValidator(dataset.Options{})
 	hash := sha256.New()
-	var size int64
-	counted := writerFunc(func(p []byte) (int, error) { size += int64(len(p)); return len(p), nil })
 	limited := &limitedReader{r: body, n: maxBytes}
-	var readErr error
-	src := io.TeeReader(readerFunc(func(p []byte) (int, error) {
-		n, err := limited.Read(p)
-		if err != nil && err != io.EOF {
-			readErr = err
-		}
-		return n, err
-	}), io.MultiWriter(hash, validator, counted))
+	src := io.TeeReader(limited, io.MultiWriter(hash, validator))
 
 	putErr := s.objects.Put(ctx, key, src, -1, "application/octet-stream")
 	switch {
 	case limited.exceeded:
 		s.removeQuietly(key)
 		return Upload{}, problem.New(problem.CodeTooLarge, "the file exceeds the maximum upload size of %d bytes", maxBytes)
-	case readErr != nil, putErr != nil && ctx.Err() != nil:
+	case limited.err != nil, putErr != nil && ctx.Err() != nil:
 		// A truncated body or a client that went away: its problem, not ours.
 		s.removeQuietly(key)
-		return Upload{}, problem.Wrap(errors.Join(readErr, putErr), problem.CodeInvalid, "the upload was interrupted before the file was complete")
+		return Upload{}, problem.Wrap(errors.Join(limited.err, putErr), problem.CodeInvalid, "the upload was interrupted before the file was complete")
 	case putErr != nil:
 		s.removeQuietly(key)
 		return Upload{}, fmt.Errorf("storing dataset upload: %w", putErr)
@@ -227,7 +221,7 @@ func (s *Service) StoreUpload(ctx context.Context, body io.Reader, maxBytes int6
 		s.removeQuietly(key)
 		return Upload{}, rejection(report)
 	}
-	return Upload{Key: key, Size: size, SHA256: hex.EncodeToString(hash.Sum(nil)), Report: report}, nil
+	return Upload{Key: key, Size: report.Stats.Bytes, SHA256: hex.EncodeToString(hash.Sum(nil)), Report: report}, nil
 }
 
 // Discard removes an upload that will not become a dataset.
@@ -423,6 +417,13 @@ func (s *Service) ListEvents(ctx context.Context, jobID string, afterSeq int64, 
 	if _, err := s.repo.GetJob(ctx, jobID); err != nil {
 		return nil, err
 	}
+	return s.EventsAfter(ctx, jobID, afterSeq, limit)
+}
+
+// EventsAfter is ListEvents for a job the caller has already found: a live
+// stream polls it several times a second and must not look the job up on
+// every poll.
+func (s *Service) EventsAfter(ctx context.Context, jobID string, afterSeq int64, limit int) ([]Event, error) {
 	return s.repo.ListEvents(ctx, jobID, afterSeq, limit)
 }
 
@@ -490,11 +491,3 @@ func (s *Service) DeleteModel(ctx context.Context, id string) error {
 		return nil
 	})
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
-
-type readerFunc func([]byte) (int, error)
-
-func (f readerFunc) Read(p []byte) (int, error) { return f(p) }
