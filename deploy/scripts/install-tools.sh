@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what `make run`, `make test` and `make bench` need on a fresh
-# Debian 12 machine: Debian packages and pinned Go tools (MinIO server, mc,
-# Pebble, ...). Idempotent: anything already present is left alone.
+# Debian 12 machine: Debian packages and pinned Go tools (MinIO server,
+# Pebble, gitleaks, ...). Idempotent: anything already present is left alone.
 #
 # Usage: deploy/scripts/install-tools.sh [base|test|bench|containers|all]...
 #   base        Postgres, MinIO server (what `make run` needs)
-#   test        base + Pebble, promlint deps, shellcheck
-#   bench       test + wrk, vegeta, nginx, stock Caddy
-#   containers  podman, buildah, debootstrap, docker-compose
+#   test        base + Pebble, pebble-challtestsrv, gitleaks, shellcheck,
+#               python3, zstd, brotli
+#   bench       test + wrk, vegeta, nginx (stock Caddy is built from
+#               edge/internal/stockcaddy by the benchmark itself)
+#   containers  podman, buildah, debootstrap, docker-compose, gitleaks, Pebble
 # Tools go to TOOLS_DIR (default ~/.cache/finetune-studio/tools/bin), keyed by
 # version so a version bump installs the new one beside the old.
 set -euo pipefail
@@ -21,7 +23,6 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 PEBBLE_VERSION=v2.10.3
 VEGETA_VERSION=v12.13.0
 COMPOSE_VERSION=v2.40.3
-CADDY_VERSION=v2.11.9
 GITLEAKS_VERSION=v8.30.1
 
 usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
@@ -78,7 +79,6 @@ install_bench() {
   install_test
   apt_install wrk nginx-light
   go_tool vegeta github.com/tsenart/vegeta/v12 "$VEGETA_VERSION"
-  go_tool caddy github.com/caddyserver/caddy/v2/cmd/caddy "$CADDY_VERSION"
 }
 
 install_containers() {

@@ -89,11 +89,11 @@ type Options struct {
 	StartTimeout time.Duration
 }
 
-// Start runs `edge run` and registers its shutdown with t.Cleanup. It needs
-// EDGE_ADMIN_ADDR in opts.Env so it can tell a stopped admin from a slow one.
+// Start runs `edge run`, waits until opts.ReadyURL answers, and registers
+// its shutdown with t.Cleanup.
 func Start(t testing.TB, opts Options) *Edge {
 	t.Helper()
-	e := Launch(t, opts)
+	e := launch(t, opts)
 	timeout := opts.StartTimeout
 	if timeout == 0 {
 		timeout = 60 * time.Second
@@ -104,8 +104,8 @@ func Start(t testing.TB, opts Options) *Edge {
 	return e
 }
 
-// Launch runs `edge run` without waiting for it to serve.
-func Launch(t testing.TB, opts Options) *Edge {
+// launch runs `edge run` without waiting for it to serve.
+func launch(t testing.TB, opts Options) *Edge {
 	t.Helper()
 	home := t.TempDir()
 	env := []string{
@@ -174,16 +174,6 @@ func (e *Edge) Stop() {
 	case <-time.After(20 * time.Second):
 		_ = e.cmd.Process.Kill()
 		<-e.done
-	}
-}
-
-// Exited reports whether the process has ended.
-func (e *Edge) Exited() bool {
-	select {
-	case <-e.done:
-		return true
-	default:
-		return false
 	}
 }
 

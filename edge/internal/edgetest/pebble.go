@@ -42,11 +42,10 @@ type Pebble struct {
 // ChallengePorts are the fixed ports Pebble validates against.
 var ChallengePorts = []int{5001, 5002}
 
-// FindTool returns the path of a tool installed by install-tools.sh.
+// FindTool returns the path of a tool installed by install-tools.sh: the
+// pinned copy in the tools directory first, then PATH, in the same order as
+// the app's testenv.ToolPath (which this package cannot import).
 func FindTool(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
 	var dirs []string
 	if d := os.Getenv("TOOLS_DIR"); d != "" {
 		dirs = append(dirs, filepath.Join(d, "bin"))
@@ -59,6 +58,9 @@ func FindTool(name string) (string, error) {
 		if st, err := os.Stat(p); err == nil && !st.IsDir() {
 			return p, nil
 		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
 	}
 	return "", fmt.Errorf("%s not found on PATH or in the tools dir; run `make tools`", name)
 }
