@@ -120,8 +120,9 @@ func BodyLimit(n int64) RouteOption { return func(o *routeOptions) { o.bodyLimit
 // for large uploads and long downloads that may legitimately take longer.
 func NoDeadlines() RouteOption { return func(o *routeOptions) { o.noDeadlines = true } }
 
-// Streaming marks a long-lived response (server-sent events): no read or
-// write deadline, and every write is flushed at once (see Flush).
+// Streaming marks a long-lived response (server-sent events). It is
+// NoDeadlines under a name that says why; the handler flushes each event
+// itself (see Flush).
 func Streaming() RouteOption { return NoDeadlines() }
 
 func (a *API) optionsFor(opts ...RouteOption) routeOptions {

@@ -33,9 +33,6 @@ func infoFrom(ctx context.Context) *requestInfo {
 	return &requestInfo{}
 }
 
-// RequestID returns the request's id (from X-Request-ID or generated).
-func RequestID(ctx context.Context) string { return infoFrom(ctx).id }
-
 // TokenID returns the id of the token that authenticated the request.
 func TokenID(ctx context.Context) string { return infoFrom(ctx).tokenID }
 

@@ -129,9 +129,6 @@ func New(log *slog.Logger, opts Options, checks ...Check) *Checker {
 // process is shutting down and load balancers must stop routing to it.
 func (c *Checker) Drain() { c.draining.Store(true) }
 
-// Draining reports whether Drain was called.
-func (c *Checker) Draining() bool { return c.draining.Load() }
-
 // Ready returns the cached report, running the checks when it is stale.
 func (c *Checker) Ready(ctx context.Context) Report {
 	if c.draining.Load() {

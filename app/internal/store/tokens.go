@@ -3,18 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/finetune-studio/finetune-studio/app/internal/problem"
 )
-
-// Token is an API token's stored half: never the secret itself.
-type Token struct {
-	ID         string
-	Name       string
-	SecretHash []byte
-	CreatedAt  time.Time
-}
 
 // CreateToken stores a new token's id, name and secret hash.
 func (s *Store) CreateToken(ctx context.Context, id, name string, secretHash []byte) error {

@@ -135,7 +135,6 @@ type Pool struct {
 	claimCtx  context.Context
 	workCtx   context.Context
 	wg        sync.WaitGroup
-	done      chan struct{}
 
 	busy     atomic.Int64
 	queued   atomic.Int64
@@ -160,7 +159,7 @@ func New(q Queue, log *slog.Logger, opts Options) *Pool {
 	if opts.DepthInterval <= 0 {
 		opts.DepthInterval = 5 * time.Second
 	}
-	return &Pool{q: q, log: log, opts: opts, handlers: map[string]Handler{}, done: make(chan struct{})}
+	return &Pool{q: q, log: log, opts: opts, handlers: map[string]Handler{}}
 }
 
 // Handle registers h for kind. It must be called before Start.
