@@ -19,6 +19,7 @@ import (
 	"github.com/finetune-studio/finetune-studio/app/internal/config"
 	"github.com/finetune-studio/finetune-studio/app/internal/health"
 	"github.com/finetune-studio/finetune-studio/app/internal/metrics"
+	"github.com/finetune-studio/finetune-studio/app/internal/retry"
 	"github.com/finetune-studio/finetune-studio/app/internal/runner"
 	"github.com/finetune-studio/finetune-studio/app/internal/store"
 	"github.com/finetune-studio/finetune-studio/app/internal/worker"
@@ -184,7 +185,7 @@ func openBackends(ctx context.Context, cfg config.Config, log *slog.Logger) (*st
 		return nil, nil, err
 	}
 	blobErr := make(chan error, 1)
-	go func() { blobErr <- ensureBucket(ctx, bl, log) }()
+	go func() { blobErr <- retry.UntilReady(ctx, log, "object storage", bl.EnsureBucket) }()
 	st, err := openStore(ctx, cfg, log, true)
 	if err != nil {
 		<-blobErr
@@ -195,25 +196,6 @@ func openBackends(ctx context.Context, cfg config.Config, log *slog.Logger) (*st
 		return nil, nil, err
 	}
 	return st, bl, nil
-}
-
-func ensureBucket(ctx context.Context, bl *blob.Store, log *slog.Logger) error {
-	delay := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err := bl.EnsureBucket(ctx)
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("object storage not ready before the startup timeout after %d attempts: %w", attempt, err)
-		}
-		log.Warn("object storage not ready", "attempt", attempt, "retry_in", delay.String(), "error", err.Error())
-		select {
-		case <-ctx.Done():
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 2*time.Second)
-	}
 }
 
 // migrationsCheck fails while the database is behind the binary and warns

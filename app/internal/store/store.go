@@ -34,6 +34,7 @@ import (
 	"github.com/pressly/goose/v3/lock"
 
 	"github.com/finetune-studio/finetune-studio/app/internal/problem"
+	"github.com/finetune-studio/finetune-studio/app/internal/retry"
 	"github.com/finetune-studio/finetune-studio/migrations"
 )
 
@@ -124,26 +125,7 @@ func Open(ctx context.Context, opts Options, log *slog.Logger) (*Store, error) {
 
 // waitReady pings until the database answers, logging every failed attempt.
 func (s *Store) waitReady(ctx context.Context) error {
-	delay := 100 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		err := s.pool.Ping(ctx)
-		if err == nil {
-			if attempt > 1 {
-				s.log.Info("database ready", "attempt", attempt)
-			}
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("database not ready before the startup timeout after %d attempts: %w", attempt, err)
-		}
-		s.log.Warn("database not ready", "attempt", attempt, "retry_in", delay.String(), "error", err.Error())
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("database not ready before the startup timeout after %d attempts: %w", attempt, err)
-		case <-time.After(delay):
-		}
-		delay = min(delay*2, 2*time.Second)
-	}
+	return retry.UntilReady(ctx, s.log, "database", s.pool.Ping)
 }
 
 // Migrate applies pending migrations. Concurrent callers (several instances
