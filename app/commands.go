@@ -26,13 +26,18 @@ func loadConfig(environ []string, stderr io.Writer) (config.Config, error) {
 	cfg, err := config.Load(environ, dotenvPath)
 	var probs config.Problems
 	if errors.As(err, &probs) {
-		fmt.Fprintf(stderr, "configuration has %d problem(s):\n", len(probs))
-		for _, p := range probs {
-			fmt.Fprintf(stderr, "  %s: %s\n", p.Var, p.Reason)
-		}
-		return cfg, &exitError{code: 2}
+		return cfg, problemsExit(stderr, probs)
 	}
 	return cfg, err
+}
+
+// problemsExit prints every configuration problem and returns exit code 2.
+func problemsExit(stderr io.Writer, probs config.Problems) error {
+	fmt.Fprintf(stderr, "configuration has %d problem(s):\n", len(probs))
+	for _, p := range probs {
+		fmt.Fprintf(stderr, "  %s: %s\n", p.Var, p.Reason)
+	}
+	return &exitError{code: 2}
 }
 
 // configCheck validates the environment, including the advisories that do
@@ -43,11 +48,7 @@ func configCheck(environ []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if adv := cfg.Advisories(); len(adv) > 0 {
-		fmt.Fprintf(stderr, "configuration has %d problem(s):\n", len(adv))
-		for _, p := range adv {
-			fmt.Fprintf(stderr, "  %s: %s\n", p.Var, p.Reason)
-		}
-		return &exitError{code: 2}
+		return problemsExit(stderr, adv)
 	}
 	fmt.Fprintf(stdout, "configuration OK (%s)\n", cfg.Env)
 	return nil

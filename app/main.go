@@ -17,6 +17,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+
+	"github.com/finetune-studio/finetune-studio/app/internal/config"
 )
 
 // Set at build time with -ldflags "-X main.version=... -X main.revision=...".
@@ -75,27 +77,27 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
 	}
+	// withConfig runs f with the parsed configuration and its log level;
+	// arguments are checked before, so a usage error needs no environment.
+	withConfig := func(f func(config.Config) error) error {
+		cfg, err := loadConfig(environ, stderr)
+		if err != nil {
+			return err
+		}
+		level.Set(cfg.LogLevel)
+		return f(cfg)
+	}
 	switch cmd {
 	case "serve":
 		if len(args) != 0 {
 			return usageError("serve takes no arguments")
 		}
-		cfg, err := loadConfig(environ, stderr)
-		if err != nil {
-			return err
-		}
-		level.Set(cfg.LogLevel)
-		return serve(ctx, cfg, log)
+		return withConfig(func(cfg config.Config) error { return serve(ctx, cfg, log) })
 	case "migrate":
 		if len(args) != 1 || (args[0] != "up" && args[0] != "status") {
 			return usageError("migrate needs one of: up, status")
 		}
-		cfg, err := loadConfig(environ, stderr)
-		if err != nil {
-			return err
-		}
-		level.Set(cfg.LogLevel)
-		return migrate(ctx, cfg, args[0], stdout, log)
+		return withConfig(func(cfg config.Config) error { return migrate(ctx, cfg, args[0], stdout, log) })
 	case "config":
 		if len(args) != 1 || args[0] != "check" {
 			return usageError("config needs: check")
@@ -106,15 +108,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 		if err != nil {
 			return err
 		}
-		cfg, err := loadConfig(environ, stderr)
-		if err != nil {
-			return err
-		}
-		level.Set(cfg.LogLevel)
-		if action == "revoke" {
-			return revokeToken(ctx, cfg, value, stdout, log)
-		}
-		return createToken(ctx, cfg, value, stdout, log)
+		return withConfig(func(cfg config.Config) error {
+			if action == "revoke" {
+				return revokeToken(ctx, cfg, value, stdout, log)
+			}
+			return createToken(ctx, cfg, value, stdout, log)
+		})
 	case "healthcheck":
 		return healthcheck(ctx, environ)
 	case "help", "-h", "--help":

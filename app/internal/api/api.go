@@ -11,7 +11,7 @@
 // Routes are added one line each in routes.go:
 //
 //	a.route("GET", "/api/v1/datasets/{id}", a.getDataset)
-//	a.route("POST", "/api/v1/datasets", a.uploadDataset, BodyLimit(a.cfg.MaxUploadBytes), NoDeadlines())
+//	a.route("POST", "/api/v1/datasets", a.uploadDataset, BodyLimit(a.conf.HTTP.MaxUploadBytes), NoDeadlines())
 //	a.route("GET", "/api/v1/jobs/{id}/events", a.jobEvents, Streaming())
 //
 // Every path under /api/ requires a bearer token; there is no option to
@@ -63,7 +63,6 @@ type Deps struct {
 
 // API is the router and its dependencies.
 type API struct {
-	cfg      config.HTTP
 	conf     config.Config
 	log      *slog.Logger
 	auth     Authenticator
@@ -79,7 +78,7 @@ type API struct {
 // New builds the API and registers every route.
 func New(d Deps) *API {
 	a := &API{
-		cfg: d.Config.HTTP, conf: d.Config, log: d.Log, auth: d.Auth, health: d.Health,
+		conf: d.Config, log: d.Log, auth: d.Auth, health: d.Health,
 		metrics: d.Metrics, store: d.Store, blob: d.Blob,
 		router:   mux.NewRouter(),
 		stopping: make(chan struct{}),
@@ -126,7 +125,7 @@ func NoDeadlines() RouteOption { return func(o *routeOptions) { o.noDeadlines = 
 func Streaming() RouteOption { return NoDeadlines() }
 
 func (a *API) optionsFor(opts ...RouteOption) routeOptions {
-	o := routeOptions{bodyLimit: a.cfg.MaxBodyBytes}
+	o := routeOptions{bodyLimit: a.conf.HTTP.MaxBodyBytes}
 	for _, opt := range opts {
 		opt(&o)
 	}

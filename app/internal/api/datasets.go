@@ -55,7 +55,7 @@ func (h *trainingHandlers) uploadDataset(w http.ResponseWriter, r *http.Request)
 		seen[name] = true
 		switch name {
 		case "file":
-			upload, err = h.svc.StoreUpload(r.Context(), part, h.a.cfg.MaxUploadBytes)
+			upload, err = h.svc.StoreUpload(r.Context(), part, h.a.conf.HTTP.MaxUploadBytes)
 			if err != nil {
 				return err
 			}

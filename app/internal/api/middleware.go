@@ -83,7 +83,7 @@ func (a *API) finish(r *http.Request, rec *recorder, ri *requestInfo, start time
 		slog.Int("status", status),
 		slog.Int64("bytes", rec.bytes),
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000),
-		slog.String("client_ip", clientIP(r, a.cfg.TrustedProxies)),
+		slog.String("client_ip", clientIP(r, a.conf.HTTP.TrustedProxies)),
 	}
 	if ri.tokenID != "" {
 		attrs = append(attrs, slog.String("token_id", ri.tokenID))

@@ -47,7 +47,7 @@ func (a *API) trainingRoutes() {
 			PresignExpiry:     a.conf.S3.PresignExpiry,
 		}, a.log)
 	}
-	upload := max(a.cfg.MaxUploadBytes, 1) + multipartOverhead
+	upload := max(a.conf.HTTP.MaxUploadBytes, 1) + multipartOverhead
 	a.route(http.MethodPost, "/api/v1/datasets", h.with(h.uploadDataset), BodyLimit(upload), NoDeadlines())
 	a.route(http.MethodGet, "/api/v1/datasets", h.with(h.listDatasets))
 	a.route(http.MethodGet, "/api/v1/datasets/{id}", h.with(h.getDataset))
