@@ -22,14 +22,12 @@ type Code string
 const (
 	CodeInvalid          Code = "invalid_request"        // 400
 	CodeUnauthenticated  Code = "unauthenticated"        // 401
-	CodeForbidden        Code = "forbidden"              // 403
 	CodeNotFound         Code = "not_found"              // 404
 	CodeMethodNotAllowed Code = "method_not_allowed"     // 405
 	CodeConflict         Code = "conflict"               // 409
 	CodeTooLarge         Code = "payload_too_large"      // 413
 	CodeUnsupportedMedia Code = "unsupported_media"      // 415
 	CodeUnprocessable    Code = "validation_failed"      // 422
-	CodeRateLimited      Code = "rate_limited"           // 429
 	CodeInternal         Code = "internal"               // 500
 	CodeUnavailable      Code = "service_unavailable"    // 503
 	CodeNotConfigured    Code = "backend_not_configured" // 503
@@ -38,14 +36,12 @@ const (
 var statusOf = map[Code]int{
 	CodeInvalid:          http.StatusBadRequest,
 	CodeUnauthenticated:  http.StatusUnauthorized,
-	CodeForbidden:        http.StatusForbidden,
 	CodeNotFound:         http.StatusNotFound,
 	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
 	CodeConflict:         http.StatusConflict,
 	CodeTooLarge:         http.StatusRequestEntityTooLarge,
 	CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
 	CodeUnprocessable:    http.StatusUnprocessableEntity,
-	CodeRateLimited:      http.StatusTooManyRequests,
 	CodeInternal:         http.StatusInternalServerError,
 	CodeUnavailable:      http.StatusServiceUnavailable,
 	CodeNotConfigured:    http.StatusServiceUnavailable,
