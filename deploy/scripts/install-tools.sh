@@ -24,6 +24,8 @@ PEBBLE_VERSION=v2.10.3
 VEGETA_VERSION=v12.13.0
 COMPOSE_VERSION=v2.40.3
 GITLEAKS_VERSION=v8.30.1
+# Seconds apt-get waits for another process's dpkg lock before giving up.
+APT_LOCK_TIMEOUT=${APT_LOCK_TIMEOUT:-300}
 
 usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 log() { printf 'install-tools: %s\n' "$*" >&2; }
@@ -39,11 +41,14 @@ apt_install() {
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   if [ $apt_updated -eq 0 ]; then
     log "apt-get update"
-    $sudo apt-get update -qq
+    $sudo apt-get -o DPkg::Lock::Timeout="$APT_LOCK_TIMEOUT" update -qq
     apt_updated=1
   fi
   log "apt-get install ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # A fresh machine often runs unattended upgrades at boot: wait for the dpkg
+  # lock (bounded) instead of failing at once.
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout="$APT_LOCK_TIMEOUT" \
+    install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 # go_tool NAME PACKAGE VERSION: installs PACKAGE@VERSION as $BIN/NAME, once.
@@ -82,8 +87,12 @@ install_bench() {
 }
 
 install_containers() {
+  # netavark (podman's network backend) calls iptables to set up every
+  # network, build networks included, and Debian's netavark package does not
+  # depend on it: without it the first RUN fails with "netavark: No such file
+  # or directory".
   apt_install podman buildah runc debootstrap uidmap slirp4netns fuse-overlayfs \
-    netavark aardvark-dns openssl curl python3 postgresql-client
+    netavark aardvark-dns iptables openssl curl python3 postgresql-client
   go_tool gitleaks github.com/zricethezav/gitleaks/v8 "$GITLEAKS_VERSION"
   go_tool pebble github.com/letsencrypt/pebble/v2/cmd/pebble "$PEBBLE_VERSION"
   if [ ! -x "$BIN/docker-compose" ] || [ "$(cat "$TOOLS_DIR/versions/docker-compose" 2>/dev/null)" != "$COMPOSE_VERSION" ]; then
