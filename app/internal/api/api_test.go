@@ -1,11 +1,14 @@
 package api
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -472,6 +475,66 @@ func TestStreamingRouteOutlivesWriteTimeout(t *testing.T) {
 	body, err = get("/api/v1/test/slow")
 	if err == nil && strings.Count(body, "tick") == 4 {
 		t.Fatalf("the control route was not cut off by WriteTimeout, so this test proves nothing")
+	}
+}
+
+// TestAnonymousUploadCannotHoldTheConnection: an unauthenticated chunked
+// upload that never sends its body is answered 401 and its connection is
+// closed within the server's read timeout. Deadlines used to be lifted for
+// the upload route before the token was checked, so the server waited for
+// the body forever.
+func TestAnonymousUploadCannotHoldTheConnection(t *testing.T) {
+	f := newFixture(t, nil)
+	srv := httptest.NewUnstartedServer(f.api.Handler())
+	srv.Config.ReadTimeout = 500 * time.Millisecond
+	srv.Config.WriteTimeout = 500 * time.Millisecond
+	srv.Start()
+	defer srv.Close()
+
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A safety net only: the server must close long before this.
+	if err := conn.SetDeadline(time.Now().Add(30 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = io.WriteString(conn, "POST /api/v1/datasets HTTP/1.1\r\nHost: app\r\n"+
+		"Content-Type: multipart/form-data; boundary=b\r\nTransfer-Encoding: chunked\r\n\r\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no response to an anonymous upload without a body: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("got %d %s, want 401", resp.StatusCode, b)
+	}
+	if _, err := br.ReadByte(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the 401 the connection is still open (read: %v); want it closed by the server", err)
+	}
+}
+
+// TestAnonymousCallersGet401Not413: the body limit of a route is not told
+// to a client without a token.
+func TestAnonymousCallersGet401Not413(t *testing.T) {
+	f := newFixture(t, nil)
+	big := strings.NewReader(strings.Repeat("x", 4096)) // APP_MAX_BODY_BYTES is 1024 here
+	for _, token := range []string{"", "fts_0000000000000000_" + strings.Repeat("0", 64)} {
+		resp, b := f.do(t, http.MethodPost, "/api/v1/jobs", token, big, "Content-Type", "application/json")
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("oversized body with token %q: got %d %s, want 401", token, resp.StatusCode, b)
+		}
+		big.Reset(strings.Repeat("x", 4096))
+	}
+	resp, b := f.do(t, http.MethodPost, "/api/v1/jobs", f.token, big, "Content-Type", "application/json")
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Errorf("oversized body with a valid token: got %d %s, want 413", resp.StatusCode, b)
 	}
 }
 

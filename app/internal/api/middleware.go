@@ -99,21 +99,14 @@ func (a *API) finish(r *http.Request, rec *recorder, ri *requestInfo, start time
 }
 
 // wrap turns a HandlerFunc into an http.Handler with the route's options:
-// template for logs, deadlines, body cap, authentication, error rendering.
+// template for logs, authentication, deadlines, body cap, error rendering.
 func (a *API) wrap(route string, h HandlerFunc, o routeOptions) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ri := infoFrom(r.Context())
 		ri.route = route
-		if o.noDeadlines {
-			rc := http.NewResponseController(w)
-			_ = rc.SetReadDeadline(time.Time{})
-			_ = rc.SetWriteDeadline(time.Time{})
-		}
-		if r.ContentLength > o.bodyLimit {
-			a.fail(w, r, tooLarge(o.bodyLimit))
-			return
-		}
-		r.Body = http.MaxBytesReader(w, r.Body, o.bodyLimit)
+		// Authenticate before anything that depends on the route: an
+		// anonymous client must neither hold a connection open past the
+		// server's timeouts nor learn the route's body limit from a 413.
 		// Every /api/ path needs a token, including unknown ones, so the
 		// API's shape is not discoverable without credentials.
 		if strings.HasPrefix(r.URL.Path, "/api/") {
@@ -125,6 +118,16 @@ func (a *API) wrap(route string, h HandlerFunc, o routeOptions) http.Handler {
 			}
 			ri.tokenID = id
 		}
+		if o.noDeadlines {
+			rc := http.NewResponseController(w)
+			_ = rc.SetReadDeadline(time.Time{})
+			_ = rc.SetWriteDeadline(time.Time{})
+		}
+		if r.ContentLength > o.bodyLimit {
+			a.fail(w, r, tooLarge(o.bodyLimit))
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, o.bodyLimit)
 		if err := h(w, r); err != nil {
 			a.fail(w, r, err)
 		}
