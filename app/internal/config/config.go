@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-envparse"
+
+	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
 )
 
 // Environments.
@@ -94,6 +96,12 @@ type Kaggle struct {
 	Key      string // secret
 	APIToken string // secret
 	APIURL   *url.URL
+	// MachineShape is the accelerator every training push asks for
+	// (KAGGLE_MACHINE_SHAPE, one of kaggle.MachineShapes).
+	MachineShape string
+	// PollInterval is the first delay between kernel status polls
+	// (KAGGLE_POLL_INTERVAL); it grows while a job runs.
+	PollInterval time.Duration
 }
 
 // Configured reports whether the client can work: a credential (API token
@@ -402,6 +410,11 @@ func (p *parser) parse() Config {
 	c.Kaggle.Key = p.str("KAGGLE_KEY", "")
 	c.Kaggle.APIToken = p.str("KAGGLE_API_TOKEN", "")
 	c.Kaggle.APIURL = p.httpURL("KAGGLE_API_URL", "https://www.kaggle.com/api/v1")
+	c.Kaggle.MachineShape = p.str("KAGGLE_MACHINE_SHAPE", kaggle.DefaultMachineShape)
+	if _, err := kaggle.LookupMachineShape(c.Kaggle.MachineShape); err != nil {
+		p.add("KAGGLE_MACHINE_SHAPE", "unsupported: %s", err.Error())
+	}
+	c.Kaggle.PollInterval = p.duration("KAGGLE_POLL_INTERVAL", 10*time.Second, time.Second, 10*time.Minute)
 	switch {
 	case c.Kaggle.Key != "" && c.Kaggle.Username == "":
 		p.add("KAGGLE_KEY", "incomplete: KAGGLE_KEY needs KAGGLE_USERNAME")

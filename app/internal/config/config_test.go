@@ -80,6 +80,9 @@ func TestDefaults(t *testing.T) {
 	if c.Kaggle.Configured() {
 		t.Error("kaggle configured without credentials")
 	}
+	if c.Kaggle.MachineShape != "NvidiaTeslaT4" || c.Kaggle.PollInterval != 10*time.Second {
+		t.Errorf("kaggle machine shape %q poll interval %s, want NvidiaTeslaT4 and 10s", c.Kaggle.MachineShape, c.Kaggle.PollInterval)
+	}
 }
 
 func TestCollectsEveryProblem(t *testing.T) {
@@ -94,6 +97,8 @@ func TestCollectsEveryProblem(t *testing.T) {
 		"WORKER_CONCURRENCY":   "x",
 		"TRAINING_BASE_MODELS": "not a model",
 		"KAGGLE_USERNAME":      "me",
+		"KAGGLE_MACHINE_SHAPE": "NvidiaTeslaP100",
+		"KAGGLE_POLL_INTERVAL": "100ms",
 	}
 	_, err := Parse(env, nil)
 	p := problemsOf(t, err)
@@ -111,6 +116,8 @@ func TestCollectsEveryProblem(t *testing.T) {
 		{"WORKER_CONCURRENCY", "malformed"},
 		{"TRAINING_BASE_MODELS", "malformed"},
 		{"KAGGLE_KEY", "incomplete"},
+		{"KAGGLE_MACHINE_SHAPE", "unsupported: NvidiaTeslaP100 is refused"},
+		{"KAGGLE_POLL_INTERVAL", "out of range"},
 	}
 	for _, w := range want {
 		if !hasProblem(p, w.name, w.reason) {

@@ -74,6 +74,11 @@ type KernelPush struct {
 	Private        bool
 	EnableGPU      bool
 	EnableInternet bool
+	// MachineShape names the accelerator (see MachineShapes). Empty with
+	// EnableGPU means the client's Config.MachineShape: a push never sends
+	// a bare enableGpu, which Kaggle serves with a P100 that the current
+	// image cannot use (Kaggle/kaggle-cli#821, #1151).
+	MachineShape string
 	// DatasetSources are "owner/dataset-slug" references mounted under
 	// /kaggle/input/. The other sources work the same way.
 	DatasetSources     []string
@@ -268,8 +273,24 @@ func (c *Client) PushKernel(ctx context.Context, k KernelPush) (KernelRef, error
 	if k.Text == "" {
 		return KernelRef{}, invalid(op, errors.New("kernel text is empty"))
 	}
+	text := k.Text
+	if k.KernelType == "" || k.KernelType == "notebook" {
+		var err error
+		if text, err = notebookForPush(k.Text); err != nil {
+			return KernelRef{}, invalid(op, err)
+		}
+	}
+	shape := k.MachineShape
+	if k.EnableGPU && shape == "" {
+		shape = c.cfg.MachineShape
+	}
+	if shape != "" {
+		if _, err := LookupMachineShape(shape); err != nil {
+			return KernelRef{}, invalid(op, err)
+		}
+	}
 	req := kernelPushRequest{
-		Slug: k.Owner + "/" + k.Slug, NewTitle: k.Title, Text: k.Text,
+		Slug: k.Owner + "/" + k.Slug, NewTitle: k.Title, Text: text, MachineShape: shape,
 		Language: k.Language, KernelType: k.KernelType,
 		IsPrivate: k.Private, EnableGpu: k.EnableGPU, EnableInternet: k.EnableInternet,
 		DatasetDataSources:     nonNil(k.DatasetSources),

@@ -77,6 +77,9 @@ type Config struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Now is the clock used to read HTTP-date Retry-After values.
 	Now func() time.Time
+	// MachineShape is the accelerator of GPU pushes that name none.
+	// Default DefaultMachineShape; see MachineShapes.
+	MachineShape string
 	// Logger receives one debug line per retry. Default: discard.
 	Logger *slog.Logger
 }
@@ -126,6 +129,9 @@ func New(cfg Config) *Client {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MachineShape == "" {
+		cfg.MachineShape = DefaultMachineShape
 	}
 	// A nil base (not an absolute http(s) URL) is rejected by config
 	// validation before we get here; the client stays usable and every call

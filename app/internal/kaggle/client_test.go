@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -123,7 +125,8 @@ func TestFullFlow(t *testing.T) {
 			}
 			p := pushes[0].Request
 			if p.Language != "python" || p.KernelType != "notebook" || !*p.IsPrivate || !*p.EnableGpu || !*p.EnableInternet ||
-				len(p.DatasetDataSources) != 1 || p.DatasetDataSources[0] != ref || p.Text != notebookText {
+				len(p.DatasetDataSources) != 1 || p.DatasetDataSources[0] != ref || !sameJSON(t, p.Text, notebookText) ||
+				p.MachineShape != kaggle.DefaultMachineShape {
 				t.Fatalf("push request = %+v, want private GPU notebook with dataset %s", p, ref)
 			}
 
@@ -214,13 +217,13 @@ func TestFailureClassification(t *testing.T) {
 			path: "/datasets/status/", wantIs: kaggle.ErrUnauthorized, wantStatus: 401, wantCalls: 1,
 		},
 		{
-			name:  "403 is unauthorized without retries",
+			name:  "403 on a push is forbidden without retries",
 			setup: func(s *kaggletest.Server) { s.Fail("/kernels/push", 403, 0) },
 			call: func(ctx context.Context, c *kaggle.Client) error {
 				_, err := c.PushKernel(ctx, kaggle.KernelPush{Owner: kaggletest.DefaultUsername, Slug: "k-one", Text: notebookText})
 				return err
 			},
-			path: "/kernels/push", wantIs: kaggle.ErrUnauthorized, wantStatus: 403, wantCalls: 1,
+			path: "/kernels/push", wantIs: kaggle.ErrForbidden, wantStatus: 403, wantCalls: 1,
 		},
 		{
 			name: "unknown kernel is not found",
@@ -565,8 +568,8 @@ func TestDownloadStreams(t *testing.T) {
 	}
 	// A tampered signature is refused, permanently.
 	_, _, err = c.Download(ctx, strings.Replace(out.Files[0].URL, "sig=", "sig=x", 1))
-	if !errors.Is(err, kaggle.ErrUnauthorized) {
-		t.Fatalf("tampered URL: err = %v, want ErrUnauthorized", err)
+	if !errors.Is(err, kaggle.ErrForbidden) || !kaggle.Permanent(err) {
+		t.Fatalf("tampered URL: err = %v, want a permanent ErrForbidden", err)
 	}
 	if strings.Contains(err.Error(), "sig=") {
 		t.Fatalf("error %q shows the URL's signature", err)
@@ -673,4 +676,17 @@ func TestUploadSharesRetryPath(t *testing.T) {
 			t.Fatalf("PUT sent %d times, want 1", n)
 		}
 	})
+}
+
+// sameJSON reports whether two JSON texts hold the same value.
+func sameJSON(t *testing.T, a, b string) bool {
+	t.Helper()
+	var va, vb any
+	if err := json.Unmarshal([]byte(a), &va); err != nil {
+		t.Fatalf("not JSON: %v", err)
+	}
+	if err := json.Unmarshal([]byte(b), &vb); err != nil {
+		t.Fatalf("not JSON: %v", err)
+	}
+	return reflect.DeepEqual(va, vb)
 }

@@ -60,6 +60,7 @@ type kernelPushRequest struct {
 	IsPrivate              bool     `json:"isPrivate"`
 	EnableGpu              bool     `json:"enableGpu"`
 	EnableInternet         bool     `json:"enableInternet"`
+	MachineShape           string   `json:"machineShape,omitempty"`
 	DatasetDataSources     []string `json:"datasetDataSources"`
 	CompetitionDataSources []string `json:"competitionDataSources"`
 	KernelDataSources      []string `json:"kernelDataSources"`

@@ -72,9 +72,21 @@ func TestRetryable(t *testing.T) {
 }
 
 func TestStatusErrorSentinels(t *testing.T) {
-	for status, want := range map[int]error{401: ErrUnauthorized, 403: ErrUnauthorized, 404: ErrNotFound} {
-		if err := statusError("op", status, "", 0); !errors.Is(err, want) {
+	for status, want := range map[int]error{401: ErrUnauthorized, 403: ErrForbidden, 404: ErrNotFound, 410: ErrNotFound,
+		400: ErrRejected, 409: ErrRejected, 413: ErrRejected, 422: ErrRejected} {
+		if err := statusError("kernels/push", status, "", 0); !errors.Is(err, want) {
 			t.Errorf("status %d: %v is not %v", status, err, want)
+		}
+	}
+	// On a lookup, Kaggle's 403 means "not found" (Kaggle/kaggle-api#548).
+	for _, op := range []string{"datasets/status", "kernels/status", "kernels/output"} {
+		if err := statusError(op, 403, "", 0); !errors.Is(err, ErrNotFound) || errors.Is(err, ErrForbidden) {
+			t.Errorf("%s 403: %v, want ErrNotFound", op, err)
+		}
+	}
+	for _, status := range []int{408, 429, 500, 502, 503, 504} {
+		if err := statusError("kernels/push", status, "", 0); err.Err != nil {
+			t.Errorf("status %d: got sentinel %v, want none (retryable)", status, err.Err)
 		}
 	}
 	if err := statusError("op", 401, "", 0); !strings.Contains(err.Error(), "check KAGGLE_USERNAME") {

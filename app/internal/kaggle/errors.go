@@ -14,15 +14,23 @@ import (
 // Sentinels a caller can test with errors.Is. Every error returned by the
 // client is an *APIError that unwraps to one of these when it applies.
 var (
-	// ErrUnauthorized means Kaggle refused the credentials (401 or 403). It is
+	// ErrUnauthorized means Kaggle refused the credentials (401). It is
 	// permanent: retrying cannot help until an operator fixes the settings.
 	ErrUnauthorized = errors.New("kaggle refused the credentials: check KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN)")
-	// ErrNotFound means the dataset, kernel or file does not exist (404).
+	// ErrNotFound means the dataset, kernel or file does not exist (404, or
+	// 403 on a lookup: Kaggle answers 403 for things it will not confirm
+	// exist, Kaggle/kaggle-api#548).
 	ErrNotFound = errors.New("kaggle resource not found")
-	// ErrRejected means Kaggle answered 200 but reported an error in the body
-	// (for example a dataset slug already in use, or an invalid kernel push).
-	// The message is Kaggle's own; it is permanent for that request.
+	// ErrRejected means Kaggle refused the request itself: 400, 409, 413 or
+	// 422 with its {"code","message"} body, or a 200 whose body carries an
+	// error (a dataset slug already in use, an invalid kernel push, unknown
+	// data sources). The message is Kaggle's own; the request must change
+	// before it can succeed, so it is never retried.
 	ErrRejected = errors.New("kaggle rejected the request")
+	// ErrForbidden means Kaggle denied an action with 403 (not a lookup):
+	// the account may not do it, for example GPU or internet without a
+	// phone-verified account. It wraps ErrRejected: permanent too.
+	ErrForbidden = fmt.Errorf("%w: permission denied", ErrRejected)
 	// ErrNotConfigured means the client has no credentials at all.
 	ErrNotConfigured = errors.New("kaggle credentials are not configured")
 	// ErrResponseTooLarge means a JSON answer exceeded Config.MaxResponseBytes.
@@ -93,6 +101,8 @@ func Retryable(err error) (bool, time.Duration) {
 			return false, 0
 		}
 		return ae.Err != nil, ae.RetryAfter
+	case ae.Err != nil && (errors.Is(ae.Err, ErrRejected) || errors.Is(ae.Err, ErrNotFound) || errors.Is(ae.Err, ErrUnauthorized)):
+		return false, 0
 	case ae.Status == http.StatusTooManyRequests, ae.Status == http.StatusRequestTimeout:
 		return true, ae.RetryAfter
 	case ae.Status >= 500 && ae.Status <= 599:
@@ -101,17 +111,122 @@ func Retryable(err error) (bool, time.Duration) {
 	return false, 0
 }
 
-// statusError builds the error for a non-2xx answer.
+// Permanent reports whether err is a Kaggle failure that retrying the same
+// request cannot fix: credentials, rejections with Kaggle's message,
+// missing resources, bad arguments. Network errors, 408, 429, 5xx and the
+// caller's own context ending are not permanent.
+func Permanent(err error) bool {
+	var ae *APIError
+	if !errors.As(err, &ae) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	ok, _ := Retryable(err)
+	return !ok
+}
+
+// UserMessage is the text to show a user for err: Kaggle's own message
+// when it sent one, with a plain summary of what failed and what to do. ok
+// is false when err is not a Kaggle error.
+func UserMessage(err error) (msg string, ok bool) {
+	var ae *APIError
+	if !errors.As(err, &ae) {
+		return "", false
+	}
+	return ae.UserMessage(), true
+}
+
+// UserMessage says what failed in words a user understands, carrying
+// Kaggle's message (already cleaned and capped) and never a credential or a
+// signed URL.
+func (e *APIError) UserMessage() string {
+	what := opNames[e.Op]
+	if what == "" {
+		what = "a Kaggle request"
+	}
+	var b strings.Builder
+	switch {
+	case errors.Is(e.Err, ErrUnauthorized):
+		fmt.Fprintf(&b, "Kaggle refused the credentials during %s (HTTP %d): check KAGGLE_USERNAME and KAGGLE_KEY or KAGGLE_API_TOKEN", what, e.Status)
+	case errors.Is(e.Err, ErrNotConfigured):
+		b.WriteString("training backend not configured: Kaggle credentials are missing")
+	case errors.Is(e.Err, ErrForbidden):
+		fmt.Fprintf(&b, "Kaggle denied %s (HTTP 403)", what)
+	case errors.Is(e.Err, ErrRejected):
+		fmt.Fprintf(&b, "Kaggle refused %s", what)
+		if e.Status != http.StatusOK && e.Status != 0 {
+			fmt.Fprintf(&b, " (HTTP %d)", e.Status)
+		}
+	case errors.Is(e.Err, ErrNotFound):
+		fmt.Fprintf(&b, "Kaggle could not find what %s needs (HTTP %d)", what, e.Status)
+	case errors.Is(e.Err, ErrInvalidArgument), errors.Is(e.Err, ErrResponseTooLarge):
+		fmt.Fprintf(&b, "%s failed: %s", what, e.Err.Error())
+		return capitalize(b.String())
+	case e.Status != 0:
+		fmt.Fprintf(&b, "Kaggle failed %s (HTTP %d)", what, e.Status)
+	default:
+		fmt.Fprintf(&b, "Kaggle could not be reached during %s", what)
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	return b.String()
+}
+
+// opNames turn an Op into words for UserMessage.
+var opNames = map[string]string{
+	"blobs/upload":    "the dataset upload",
+	"blobs/put":       "the dataset upload",
+	"datasets/create": "the dataset creation",
+	"datasets/status": "the dataset status check",
+	"datasets/delete": "the dataset deletion",
+	"kernels/push":    "the kernel push",
+	"kernels/status":  "the kernel status check",
+	"kernels/output":  "the kernel output listing",
+	"download":        "the output download",
+	"check":           "the credentials check",
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	r, n := utf8.DecodeRuneInString(s)
+	return string(unicode.ToUpper(r)) + s[n:]
+}
+
+// statusError builds the error for a non-2xx answer. Every status that
+// retrying cannot fix maps to a sentinel, so no caller retries a request
+// Kaggle refused until its queue gives up (issue 10, item 3).
 func statusError(op string, status int, message string, retryAfter time.Duration) *APIError {
 	e := &APIError{Op: op, Status: status, Message: cleanMessage(message), RetryAfter: retryAfter}
 	switch status {
-	case http.StatusUnauthorized, http.StatusForbidden:
+	case http.StatusUnauthorized:
 		e.Err = ErrUnauthorized
-	case http.StatusNotFound:
+	case http.StatusForbidden:
+		if lookupOps[op] {
+			e.Err = ErrNotFound
+		} else {
+			e.Err = ErrForbidden
+		}
+	case http.StatusNotFound, http.StatusGone:
 		e.Err = ErrNotFound
+	case http.StatusRequestTimeout, http.StatusTooManyRequests:
+		// Retryable: Kaggle did not get to the request.
+	default:
+		// 400 ("kernel source must be less than 1 megabytes"), 409, 413,
+		// 422 and any other 4xx: the request itself was refused.
+		if status >= 400 && status <= 499 {
+			e.Err = ErrRejected
+		}
 	}
 	return e
 }
+
+// lookupOps are the reads of one named resource, where Kaggle's 403 means
+// "not found or not yours" (Kaggle/kaggle-api#548: "403 can in some cases
+// also mean not found"). Elsewhere 403 is a real denial.
+var lookupOps = map[string]bool{"datasets/status": true, "kernels/status": true, "kernels/output": true}
 
 // maxMessageLen caps Kaggle's error text in our errors and logs.
 const maxMessageLen = 300

@@ -51,10 +51,11 @@ func (r *Runner) Register(p *worker.Pool) { p.Handle(training.TaskKind, r.Handle
 func FromConfig(cfg config.Config, repo training.Repository, b *blob.Store, log *slog.Logger) *Runner {
 	kc := kaggle.Config{
 		Username: cfg.Kaggle.Username, Key: cfg.Kaggle.Key, Token: cfg.Kaggle.APIToken,
-		Logger: log.With("component", "kaggle"),
+		MachineShape: cfg.Kaggle.MachineShape,
+		Logger:       log.With("component", "kaggle"),
 	}
 	if cfg.Kaggle.APIURL != nil {
 		kc.BaseURL = cfg.Kaggle.APIURL.String()
 	}
-	return New(repo, BlobObjects(b), kaggle.New(kc), Config{MaxRuntime: cfg.Training.MaxRuntime}, log.With("component", "runner"))
+	return New(repo, BlobObjects(b), kaggle.New(kc), Config{MaxRuntime: cfg.Training.MaxRuntime, PollInterval: cfg.Kaggle.PollInterval}, log.With("component", "runner"))
 }

@@ -128,11 +128,26 @@ type Push struct {
 	Ref string
 	// Version is the kernel version this push created.
 	Version int
+	// Accelerator is what the run got: the machineShape asked for, the old
+	// default GPU "NvidiaTeslaP100" for a bare enableGpu (Kaggle's server
+	// ignores the notebook's own accelerator and serves a P100 then,
+	// Kaggle/kaggle-cli#821 and #490), or "" for no accelerator.
+	Accelerator string
 	// Request is the body as received.
 	Request PushRequest
 }
 
-// PushRequest is Kaggle's KernelPushRequest.
+// LegacyGPU is the accelerator a push with enableGpu but no machineShape
+// gets (Kaggle/kaggle-cli#821).
+const LegacyGPU = "NvidiaTeslaP100"
+
+// MaxKernelSourceBytes is Kaggle's cap on a pushed kernel's text; a larger
+// push is refused with 400 "kernel source must be less than 1 megabytes"
+// (the answer quoted in issue 10).
+const MaxKernelSourceBytes = 1 << 20
+
+// PushRequest is Kaggle's ApiSaveKernelRequest (kagglesdk
+// kernels/types/kernels_api_service.py), as the v1 JSON spells it.
 type PushRequest struct {
 	ID                     *int     `json:"id,omitempty"`
 	Slug                   string   `json:"slug"`
@@ -150,6 +165,9 @@ type PushRequest struct {
 	ModelDataSources       []string `json:"modelDataSources"`
 	CategoryIDs            []string `json:"categoryIds"`
 	DockerImagePinningType string   `json:"dockerImagePinningType,omitempty"`
+	DockerImage            string   `json:"dockerImage,omitempty"`
+	SessionTimeoutSeconds  *int     `json:"sessionTimeoutSeconds,omitempty"`
+	MachineShape           string   `json:"machineShape,omitempty"`
 }
 
 // Blob is one recorded blob upload.
@@ -859,9 +877,20 @@ func (e *Emulator) handleKernelPush(w http.ResponseWriter, r *http.Request) {
 	case !slices.Contains([]string{"script", "notebook"}, req.KernelType):
 		writeError(w, http.StatusBadRequest, "kernelType must be script or notebook")
 		return
+	case len(req.Text) >= MaxKernelSourceBytes:
+		// Kaggle's answer to an oversized source, quoted in issue 10.
+		writeError(w, http.StatusBadRequest, "kernel source must be less than 1 megabytes")
+		return
 	}
 	if req.KernelType == "notebook" {
 		if err := checkNotebook(req.Text); err != nil {
+			if errors.Is(err, errListSource) {
+				// The official client joins list sources "because the server
+				// expects just one" (kaggle_api_extended.py, kernels_push);
+				// a list made the server fail with a 500 (issue 10, item 2).
+				writeError(w, http.StatusInternalServerError, "An internal server error occurred. Please ensure that your API client is up to date.")
+				return
+			}
 			writeJSON(w, http.StatusOK, map[string]any{"error": "Notebook is invalid: " + err.Error()})
 			return
 		}
@@ -890,7 +919,11 @@ func (e *Emulator) handleKernelPush(w http.ResponseWriter, r *http.Request) {
 		nk.files, nk.log = k.files, k.log
 	}
 	e.kernels[ref] = nk
-	e.pushes = append(e.pushes, Push{Ref: ref, Version: version, Request: req})
+	accel := req.MachineShape
+	if accel == "" && req.EnableGpu != nil && *req.EnableGpu {
+		accel = LegacyGPU
+	}
+	e.pushes = append(e.pushes, Push{Ref: ref, Version: version, Accelerator: accel, Request: req})
 	writeJSON(w, http.StatusOK, map[string]any{
 		"ref": ref, "url": baseURL(r) + "/code/" + ref, "versionNumber": version, "error": nil,
 		"invalidTags": []string{}, "invalidDatasetSources": nonNil(invalid),
@@ -898,8 +931,11 @@ func (e *Emulator) handleKernelPush(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// errListSource marks a cell source sent as a list of lines.
+var errListSource = errors.New("cell source is a list of lines, not one string")
+
 // checkNotebook does what Kaggle's notebook import needs: nbformat 4 JSON
-// with a list of cells whose sources are strings or lists of strings.
+// with a list of cells whose sources are single strings.
 func checkNotebook(text string) error {
 	var nb struct {
 		NBFormat *int `json:"nbformat"`
@@ -924,7 +960,10 @@ func checkNotebook(text string) error {
 		}
 		var s string
 		var ss []string
-		if json.Unmarshal(c.Source, &s) != nil && json.Unmarshal(c.Source, &ss) != nil {
+		if json.Unmarshal(c.Source, &s) != nil {
+			if json.Unmarshal(c.Source, &ss) == nil {
+				return fmt.Errorf("cell %d: %w", i, errListSource)
+			}
 			return fmt.Errorf("cell %d source is not text", i)
 		}
 	}

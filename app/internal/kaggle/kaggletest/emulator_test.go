@@ -93,6 +93,46 @@ func TestPushValidatesNotebook(t *testing.T) {
 	}
 }
 
+// TestPushLikeKaggle: list cell sources fail the way the server did, the
+// 1 MB source cap answers Kaggle's 400, and the accelerator recorded is the
+// machineShape, or the old P100 for a bare enableGpu.
+func TestPushLikeKaggle(t *testing.T) {
+	srv := NewServer(t)
+	c := rawClient{t, srv}
+	nb := func(source string) string {
+		b, _ := json.Marshal(`{"cells":[{"cell_type":"code","metadata":{},"outputs":[],"execution_count":null,"source":` + source + `}],"metadata":{},"nbformat":4,"nbformat_minor":5}`)
+		return string(b)
+	}
+	push := func(text, extra string) (int, map[string]any) {
+		status, body, _ := c.do("POST", "/kernels/push", "basic",
+			`{"slug":"emu-user/k-one","text":`+text+`,"language":"python","kernelType":"notebook"`+extra+`}`)
+		return status, body
+	}
+	if status, body := push(nb(`["a = 1\n", "print(a)"]`), ""); status != 500 {
+		t.Errorf("list source: status %d %v, want 500", status, body)
+	}
+	big, _ := json.Marshal(strings.Repeat("x", MaxKernelSourceBytes))
+	if status, body := push(string(big), ""); status != 400 || body["message"] != "kernel source must be less than 1 megabytes" {
+		t.Errorf("large source: status %d %v, want Kaggle's 400", status, body)
+	}
+	if len(srv.Pushes()) != 0 {
+		t.Fatal("a refused push was recorded")
+	}
+	for _, tc := range []struct{ extra, want string }{
+		{`,"enableGpu":true`, LegacyGPU},
+		{`,"enableGpu":true,"machineShape":"NvidiaTeslaT4"`, "NvidiaTeslaT4"},
+		{`,"enableGpu":false`, ""},
+	} {
+		if status, body := push(nb(`"print(1)"`), tc.extra); status != 200 || body["error"] != nil {
+			t.Fatalf("%s: status %d %v", tc.extra, status, body)
+		}
+		pushes := srv.Pushes()
+		if got := pushes[len(pushes)-1].Accelerator; got != tc.want {
+			t.Errorf("%s: accelerator %q, want %q", tc.extra, got, tc.want)
+		}
+	}
+}
+
 func TestDatasetCreateValidation(t *testing.T) {
 	srv := NewServer(t)
 	c := rawClient{t, srv}
