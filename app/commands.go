@@ -3,11 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -86,38 +88,93 @@ func migrate(ctx context.Context, cfg config.Config, action string, stdout io.Wr
 	return tw.Flush()
 }
 
-// tokenArgs parses "create --name NAME" or "revoke --id ID".
-func tokenArgs(args []string) (action, value string, err error) {
-	if len(args) == 0 || (args[0] != "create" && args[0] != "revoke") {
-		return "", "", usageError("token needs: create --name NAME, or revoke --id TOKEN_ID")
-	}
-	action = args[0]
-	flag := "--name"
-	if action == "revoke" {
-		flag = "--id"
-	}
-	switch rest := args[1:]; {
-	case len(rest) == 2 && rest[0] == flag:
-		value = rest[1]
-	case len(rest) == 1 && strings.HasPrefix(rest[0], flag+"="):
-		value = strings.TrimPrefix(rest[0], flag+"=")
-	default:
-		return "", "", usageError("token %s needs %s", action, flag)
-	}
-	value = strings.TrimSpace(value)
-	if value == "" || len(value) > 200 {
-		return "", "", usageError("%s must be 1 to 200 characters", flag)
-	}
-	return action, value, nil
+// tokenCmd is a parsed "token" command line.
+type tokenCmd struct {
+	action    string // create, list or revoke
+	name, id  string
+	expiresIn time.Duration // create only; 0: never expires
 }
 
-// revokeToken makes a token stop working at once.
-func revokeToken(ctx context.Context, cfg config.Config, id string, stdout io.Writer, log *slog.Logger) error {
+const tokenUsage = "token needs: create --name NAME [--expires-in DURATION], list, or revoke --id TOKEN_ID"
+
+// parseTokenArgs parses "create --name NAME [--expires-in 720h|30d]",
+// "list" or "revoke --id ID".
+func parseTokenArgs(args []string) (tokenCmd, error) {
+	if len(args) == 0 {
+		return tokenCmd{}, usageError(tokenUsage)
+	}
+	c := tokenCmd{action: args[0]}
+	fs := flag.NewFlagSet("token "+c.action, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var expires string
+	switch c.action {
+	case "create":
+		fs.StringVar(&c.name, "name", "", "")
+		fs.StringVar(&expires, "expires-in", "", "")
+	case "revoke":
+		fs.StringVar(&c.id, "id", "", "")
+	case "list":
+	default:
+		return tokenCmd{}, usageError(tokenUsage)
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return tokenCmd{}, usageError("token %s: %v", c.action, err)
+	}
+	if fs.NArg() > 0 {
+		return tokenCmd{}, usageError("token %s: unexpected argument %q", c.action, fs.Arg(0))
+	}
+	c.name, c.id = strings.TrimSpace(c.name), strings.TrimSpace(c.id)
+	switch c.action {
+	case "create":
+		if c.name == "" || len(c.name) > 200 {
+			return tokenCmd{}, usageError("token create needs --name, 1 to 200 characters")
+		}
+		if expires != "" {
+			d, err := parseDays(expires)
+			if err != nil || d <= 0 {
+				return tokenCmd{}, usageError("--expires-in must be a positive duration such as 720h or 30d, got %q", expires)
+			}
+			c.expiresIn = d
+		}
+	case "revoke":
+		if c.id == "" || len(c.id) > 200 {
+			return tokenCmd{}, usageError("token revoke needs --id, the hex part after fts_")
+		}
+	}
+	return c, nil
+}
+
+// parseDays is time.ParseDuration that also takes whole days ("30d"),
+// the unit token lifetimes are thought of in.
+func parseDays(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n > 100*365 {
+			return 0, errors.New("bad day count")
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
+}
+
+// tokenCommand runs a parsed token command.
+func tokenCommand(ctx context.Context, cfg config.Config, c tokenCmd, stdout io.Writer, log *slog.Logger) error {
 	st, err := openStore(ctx, cfg, log, true)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	switch c.action {
+	case "create":
+		return createToken(ctx, st, c, stdout, log)
+	case "revoke":
+		return revokeToken(ctx, st, c.id, stdout, log)
+	}
+	return listTokens(ctx, st, stdout)
+}
+
+// revokeToken makes a token stop working at once.
+func revokeToken(ctx context.Context, st *store.Store, id string, stdout io.Writer, log *slog.Logger) error {
 	if err := st.RevokeToken(ctx, id); err != nil {
 		if errors.Is(err, problem.ErrNotFound) {
 			return &exitError{code: 1, msg: "no live token with id " + id}
@@ -125,28 +182,61 @@ func revokeToken(ctx context.Context, cfg config.Config, id string, stdout io.Wr
 		return err
 	}
 	log.Info("api token revoked", "token_id", id)
-	_, err = fmt.Fprintf(stdout, "revoked %s\n", id)
+	_, err := fmt.Fprintf(stdout, "revoked %s\n", id)
 	return err
 }
 
 // createToken mints a token and prints it, alone, on stdout: it is shown
 // this once and only its hash is stored.
-func createToken(ctx context.Context, cfg config.Config, name string, stdout io.Writer, log *slog.Logger) error {
-	st, err := openStore(ctx, cfg, log, true)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+func createToken(ctx context.Context, st *store.Store, c tokenCmd, stdout io.Writer, log *slog.Logger) error {
 	m, err := auth.Mint()
 	if err != nil {
 		return err
 	}
-	if err := st.CreateToken(ctx, m.ID, name, m.SecretHash); err != nil {
+	var expires time.Time
+	if c.expiresIn > 0 {
+		expires = time.Now().Add(c.expiresIn).UTC().Truncate(time.Second)
+	}
+	if err := st.CreateToken(ctx, m.ID, c.name, m.SecretHash, expires); err != nil {
 		return err
 	}
-	log.Info("api token created", "token_id", m.ID, "name", name)
+	attrs := []any{"token_id", m.ID, "name", c.name}
+	if !expires.IsZero() {
+		attrs = append(attrs, "expires_at", expires.Format(time.RFC3339))
+	}
+	log.Info("api token created", attrs...)
 	_, err = fmt.Fprintln(stdout, m.Plaintext)
 	return err
+}
+
+// listTokens prints every token's id, name, status and times; never a
+// secret (the table holds only hashes, and those are not printed either).
+func listTokens(ctx context.Context, st *store.Store, stdout io.Writer) error {
+	toks, err := st.ListTokens(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	stamp := func(t time.Time) string {
+		if t.IsZero() {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tSTATUS\tCREATED\tLAST USED\tEXPIRES")
+	for _, t := range toks {
+		status := "active"
+		switch {
+		case !t.RevokedAt.IsZero():
+			status = "revoked"
+		case t.Expired(now):
+			status = "expired"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.Name, status,
+			stamp(t.CreatedAt), stamp(t.LastUsedAt), stamp(t.ExpiresAt))
+	}
+	return tw.Flush()
 }
 
 // healthcheck asks the local server's /readyz; for container HEALTHCHECKs

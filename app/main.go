@@ -3,7 +3,9 @@
 //	app [serve]                 run the API, the worker pool and the metrics listener
 //	app migrate up|status       apply or list database migrations
 //	app config check            validate the environment; exit 2 on any problem
-//	app token create --name N   mint an API token and print it once
+//	app token create --name N [--expires-in 720h|30d]
+//	                            mint an API token and print it once
+//	app token list              list tokens: id, name, status, created, last used, expiry
 //	app token revoke --id ID    revoke a token (its id is the part after fts_)
 //	app healthcheck             exit 0 only if the local /readyz passes
 //
@@ -66,7 +68,8 @@ func usageError(format string, args ...any) error {
 const usage = `usage: app [serve]
        app migrate up|status
        app config check
-       app token create --name NAME
+       app token create --name NAME [--expires-in DURATION]
+       app token list
        app token revoke --id TOKEN_ID
        app healthcheck`
 
@@ -104,16 +107,11 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 		}
 		return configCheck(environ, stdout, stderr)
 	case "token":
-		action, value, err := tokenArgs(args)
+		c, err := parseTokenArgs(args)
 		if err != nil {
 			return err
 		}
-		return withConfig(func(cfg config.Config) error {
-			if action == "revoke" {
-				return revokeToken(ctx, cfg, value, stdout, log)
-			}
-			return createToken(ctx, cfg, value, stdout, log)
-		})
+		return withConfig(func(cfg config.Config) error { return tokenCommand(ctx, cfg, c, stdout, log) })
 	case "healthcheck":
 		return healthcheck(ctx, environ)
 	case "help", "-h", "--help":

@@ -273,6 +273,15 @@ func TestServeEndToEnd(t *testing.T) {
 	if _, _, code := runCmd(t, env, "token", "create"); code != 2 {
 		t.Fatalf("token create without --name: exit %d, want 2", code)
 	}
+	for _, bad := range []string{"0s", "-1h", "soon", "3x"} {
+		if _, _, code := runCmd(t, env, "token", "create", "--name", "x", "--expires-in", bad); code != 2 {
+			t.Fatalf("token create --expires-in %s: exit %d, want 2", bad, code)
+		}
+	}
+	expiringOut, stderr, code := runCmd(t, env, "token", "create", "--name", "expiring", "--expires-in", "30d")
+	if code != 0 || !strings.HasPrefix(expiringOut, "fts_") {
+		t.Fatalf("token create --expires-in 30d: %d %q\n%s", code, expiringOut, stderr)
+	}
 
 	if _, _, code := runCmd(t, env, "healthcheck"); code == 0 {
 		t.Fatal("healthcheck passed with no server running")
@@ -293,6 +302,30 @@ func TestServeEndToEnd(t *testing.T) {
 	code, body := a.get(t, "/api/v1/whoami?X-Amz-Signature=sig-must-not-leak", "")
 	if code != 401 {
 		t.Fatalf("no token: %d %s", code, body)
+	}
+
+	// The list shows both tokens, the first one used, the second expiring
+	// in 30 days, and neither secret.
+	listOut, stderr, code := runCmd(t, env, "token", "list")
+	if code != 0 {
+		t.Fatalf("token list: %d\n%s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(listOut), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "ID") || !strings.Contains(lines[0], "LAST USED") {
+		t.Fatalf("token list:\n%s", listOut)
+	}
+	e2e, expiring := strings.Fields(lines[1]), strings.Fields(lines[2])
+	if e2e[0] != strings.Split(token, "_")[1] || e2e[1] != "e2e" || e2e[2] != "active" || e2e[4] == "-" || e2e[5] != "-" {
+		t.Errorf("token list: e2e row %q, want it active, used, without expiry", lines[1])
+	}
+	if exp, err := time.Parse(time.RFC3339, expiring[5]); expiring[1] != "expiring" || expiring[4] != "-" || err != nil ||
+		exp.Sub(time.Now()) < 29*24*time.Hour || exp.Sub(time.Now()) > 31*24*time.Hour {
+		t.Errorf("token list: expiring row %q, want unused and expiring in 30 days", lines[2])
+	}
+	for _, secret := range []string{token, strings.TrimSpace(expiringOut)} {
+		if strings.Contains(listOut, secret[strings.LastIndex(secret, "_")+1:]) {
+			t.Fatal("token list prints a secret")
+		}
 	}
 
 	resp, err := http.Get("http://" + env["APP_METRICS_ADDR"] + "/metrics")

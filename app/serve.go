@@ -86,7 +86,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	)
 
 	a := api.New(api.Deps{
-		Config: cfg, Log: log, Auth: auth.New(st), Health: checker, Metrics: m, Store: st, Blob: bl,
+		Config: cfg, Log: log, Auth: auth.New(st, auth.Options{Log: log.With("component", "auth")}), Health: checker, Metrics: m, Store: st, Blob: bl,
 	})
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	srv := newServer(a.Handler(), errLog)

@@ -57,7 +57,7 @@ func newFixture(t *testing.T, extra func(a *API)) *fixture {
 	}
 	met := metrics.New(metrics.BuildInfo{Version: "test", Revision: "test"})
 	checker := health.New(log, health.Options{}, health.Check{Name: "database", Critical: true, Run: st.Ping})
-	a := New(Deps{Config: cfg, Log: log, Auth: auth.New(st), Health: checker, Metrics: met, Store: st})
+	a := New(Deps{Config: cfg, Log: log, Auth: auth.New(st, auth.Options{}), Health: checker, Metrics: met, Store: st})
 	if extra != nil {
 		extra(a)
 	}
@@ -84,7 +84,7 @@ func openStoreWithToken(ctx context.Context, t testing.TB, dsn string) (*store.S
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := st.CreateToken(ctx, m.ID, "test", m.SecretHash); err != nil {
+	if err := st.CreateToken(ctx, m.ID, "test", m.SecretHash, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	return st, m.Plaintext
@@ -144,7 +144,7 @@ func TestEveryAPIRouteRejectsMissingOrWrongToken(t *testing.T) {
 	f := newFixture(t, nil)
 	revoked, _ := auth.Mint()
 	ctx := context.Background()
-	if err := f.store.CreateToken(ctx, revoked.ID, "revoked", revoked.SecretHash); err != nil {
+	if err := f.store.CreateToken(ctx, revoked.ID, "revoked", revoked.SecretHash, time.Time{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.store.RevokeToken(ctx, revoked.ID); err != nil {

@@ -86,7 +86,7 @@ func newTrainingFixtureWith(t testing.TB, withKaggle bool, uploadLimit int64) *t
 		t.Fatal(err)
 	}
 	logs := &testenv.SyncBuffer{}
-	a := New(Deps{Config: cfg, Log: slog.New(slog.NewJSONHandler(logs, nil)), Auth: auth.New(st), Store: st, Blob: b})
+	a := New(Deps{Config: cfg, Log: slog.New(slog.NewJSONHandler(logs, nil)), Auth: auth.New(st, auth.Options{}), Store: st, Blob: b})
 	srv := httptest.NewServer(a.Handler())
 	f := &trainingFixture{api: a, srv: srv, store: st, blob: b, emu: emu, token: token, cfg: cfg, logs: logs, dsn: dsn}
 	t.Cleanup(func() {

@@ -16,7 +16,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/finetune-studio/finetune-studio/app/internal/problem"
 )
@@ -73,19 +75,68 @@ func parse(token string) (id string, secretHash []byte, ok bool) {
 	return id, h[:], true
 }
 
-// Tokens looks up a live token's secret hash by id, returning an error
-// wrapping problem.ErrNotFound when there is none.
+// Token is one API token as the token table holds it. The secret itself is
+// never stored; SecretHash is empty in listings.
+type Token struct {
+	ID         string
+	Name       string
+	SecretHash []byte
+	CreatedAt  time.Time
+	ExpiresAt  time.Time // zero: never expires
+	LastUsedAt time.Time // zero: never used (or not since the column exists)
+	RevokedAt  time.Time // zero: live
+}
+
+// Expired reports whether the token has an expiry that is not after now.
+func (t Token) Expired(now time.Time) bool { return !t.ExpiresAt.IsZero() && !now.Before(t.ExpiresAt) }
+
+// Tokens is the token table.
 type Tokens interface {
-	TokenSecretHash(ctx context.Context, id string) ([]byte, error)
+	// LiveToken returns the token id unless it is revoked, or an error
+	// wrapping problem.ErrNotFound.
+	LiveToken(ctx context.Context, id string) (Token, error)
+	// TouchToken sets the token's last use to at, unless the stored value
+	// is already within slack of it.
+	TouchToken(ctx context.Context, id string, at time.Time, slack time.Duration) error
+}
+
+// DefaultTouchEvery is how stale a token's last-used time may get before a
+// request updates it: one write per token per interval, not per request.
+const DefaultTouchEvery = 5 * time.Minute
+
+// Options tune an Authenticator; the zero value is the production default.
+type Options struct {
+	// TouchEvery is DefaultTouchEvery when zero.
+	TouchEvery time.Duration
+	// Now is time.Now when nil (tests pass a fake clock).
+	Now func() time.Time
+	// Log receives failures to record a token's use, which do not fail the
+	// request. Discarded when nil.
+	Log *slog.Logger
 }
 
 // Authenticator checks Authorization headers.
 type Authenticator struct {
-	tokens Tokens
+	tokens     Tokens
+	touchEvery time.Duration
+	now        func() time.Time
+	log        *slog.Logger
 }
 
 // New returns an Authenticator backed by tokens.
-func New(tokens Tokens) *Authenticator { return &Authenticator{tokens: tokens} }
+func New(tokens Tokens, opts Options) *Authenticator {
+	a := &Authenticator{tokens: tokens, touchEvery: opts.TouchEvery, now: opts.Now, log: opts.Log}
+	if a.touchEvery <= 0 {
+		a.touchEvery = DefaultTouchEvery
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	return a
+}
 
 // Errors the API answers with. They say what is wrong with the header, never
 // whether a given token id exists.
@@ -114,7 +165,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (string
 	if !ok {
 		return "", errInvalid
 	}
-	stored, err := a.tokens.TokenSecretHash(ctx, id)
+	stored, err := a.tokens.LiveToken(ctx, id)
 	switch {
 	case errors.Is(err, problem.ErrNotFound):
 		subtle.ConstantTimeCompare(presented, dummyHash)
@@ -122,8 +173,20 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (string
 	case err != nil:
 		return "", fmt.Errorf("checking token: %w", err)
 	}
-	if subtle.ConstantTimeCompare(presented, stored) != 1 {
+	if subtle.ConstantTimeCompare(presented, stored.SecretHash) != 1 {
 		return "", errInvalid
+	}
+	// Only the holder of the secret learns that the token expired.
+	now := a.now()
+	if stored.Expired(now) {
+		return "", problem.New(problem.CodeUnauthenticated,
+			"token expired at %s: create a new one with app token create", stored.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	if stored.LastUsedAt.IsZero() || now.Sub(stored.LastUsedAt) >= a.touchEvery {
+		// Bookkeeping only: a failure is logged, the request goes on.
+		if err := a.tokens.TouchToken(ctx, id, now, a.touchEvery); err != nil {
+			a.log.Warn("recording token use failed", "token_id", id, "error", err.Error())
+		}
 	}
 	return id, nil
 }
