@@ -16,7 +16,9 @@ import (
 
 	"github.com/finetune-studio/finetune-studio/app/internal/auth"
 	"github.com/finetune-studio/finetune-studio/app/internal/config"
+	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
 	"github.com/finetune-studio/finetune-studio/app/internal/problem"
+	"github.com/finetune-studio/finetune-studio/app/internal/runner"
 	"github.com/finetune-studio/finetune-studio/app/internal/store"
 )
 
@@ -266,5 +268,36 @@ func healthcheck(ctx context.Context, environ []string) error {
 	if resp.StatusCode != http.StatusOK {
 		return &exitError{code: 1, msg: "healthcheck: /readyz answered " + resp.Status}
 	}
+	return nil
+}
+
+// kaggleCheckTimeout bounds `app kaggle check`, retries included.
+const kaggleCheckTimeout = time.Minute
+
+// kaggleCheck makes one cheap authenticated call to Kaggle and prints the
+// account the credentials belong to and the GPU jobs will ask for. Missing
+// credentials exit 2 (a configuration problem); refused ones exit 1 with
+// Kaggle's answer.
+func kaggleCheck(ctx context.Context, cfg config.Config, stdout io.Writer, log *slog.Logger) error {
+	if !cfg.Kaggle.Configured() {
+		return &exitError{code: 2, msg: "Kaggle credentials are not configured: set KAGGLE_USERNAME and KAGGLE_KEY, or KAGGLE_USERNAME and KAGGLE_API_TOKEN"}
+	}
+	ctx, cancel := context.WithTimeout(ctx, kaggleCheckTimeout)
+	defer cancel()
+	acct, err := kaggle.New(runner.KaggleConfig(cfg, log)).Check(ctx)
+	if err != nil {
+		msg, ok := kaggle.UserMessage(err)
+		if !ok {
+			msg = err.Error()
+		}
+		return &exitError{code: 1, msg: "Kaggle check failed: " + msg}
+	}
+	method := "KAGGLE_KEY"
+	if acct.Method == "token" {
+		method = "KAGGLE_API_TOKEN"
+	}
+	shape, _ := kaggle.LookupMachineShape(cfg.Kaggle.MachineShape)
+	fmt.Fprintf(stdout, "Kaggle credentials OK: account %s (%s, %s)\n", acct.Username, method, cfg.Kaggle.APIURL)
+	fmt.Fprintf(stdout, "training kernels will ask for %s (%s)\n", shape.Name, shape.GPU)
 	return nil
 }

@@ -8,6 +8,7 @@
 //	app token list              list tokens: id, name, status, created, last used, expiry
 //	app token revoke --id ID    revoke a token (its id is the part after fts_)
 //	app healthcheck             exit 0 only if the local /readyz passes
+//	app kaggle check            prove the Kaggle credentials work and name their account
 //
 // Configuration comes from the environment (see docs/configuration.md).
 package main
@@ -71,7 +72,8 @@ const usage = `usage: app [serve]
        app token create --name NAME [--expires-in DURATION]
        app token list
        app token revoke --id TOKEN_ID
-       app healthcheck`
+       app healthcheck
+       app kaggle check`
 
 // run dispatches a subcommand. Output meant for people goes to stdout and
 // stderr; logs go to log.
@@ -114,6 +116,11 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 		return withConfig(func(cfg config.Config) error { return tokenCommand(ctx, cfg, c, stdout, log) })
 	case "healthcheck":
 		return healthcheck(ctx, environ)
+	case "kaggle":
+		if len(args) != 1 || args[0] != "check" {
+			return usageError("kaggle needs: check")
+		}
+		return withConfig(func(cfg config.Config) error { return kaggleCheck(ctx, cfg, stdout, log) })
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

@@ -2,6 +2,7 @@ package kaggle
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,12 +22,15 @@ const (
 	KernelNewScript          = "newScript"
 )
 
-// Dataset statuses. Kaggle reports "ready" once the files are processed and
-// usable as a kernel source; anything else but a failure means "keep polling".
+// Dataset statuses, as DatasetStatus reports them. Kaggle reports READY
+// once the files are processed and usable as a kernel source; FAILED and
+// DELETED become DatasetFailed; every processing stage becomes
+// DatasetPending ("keep polling").
 const (
-	DatasetReady  = "ready"
-	DatasetFailed = "failed"
-	DatasetError  = "error"
+	DatasetReady   = "ready"
+	DatasetFailed  = "failed"
+	DatasetError   = "error"
+	DatasetPending = "pending"
 )
 
 // UploadedFile is a blob uploaded with UploadBlob, to attach to a dataset.
@@ -135,11 +139,11 @@ type KernelOutput struct {
 const maxOutputPages = 50
 
 // UploadBlob uploads one file for a dataset and returns its blob token.
-// It asks Kaggle for an upload URL (POST /blobs/upload) and PUTs the bytes
-// there, streamed from body with Content-Length size; body is never held in
-// memory. The PUT is retried only when body is an io.ReadSeeker (it is
-// rewound); otherwise a failure is returned and the caller retries the whole
-// upload with a fresh reader.
+// It asks Kaggle for an upload URL (POST /blobs/upload), a resumable
+// (GCS-style) session, and sends the size bytes of body there in chunks of
+// Config.UploadChunkSize: only one chunk is ever in memory, and a dropped
+// connection or a server error resumes from the last byte the server
+// acknowledged (see upload.go). body may be any reader; it is read once.
 func (c *Client) UploadBlob(ctx context.Context, name string, size int64, body io.Reader) (string, error) {
 	const op = "blobs/upload"
 	if name == "" || strings.ContainsAny(name, "/\\") {
@@ -161,35 +165,10 @@ func (c *Client) UploadBlob(ctx context.Context, name string, size int64, body i
 	if err != nil {
 		return "", err
 	}
-	if err := c.putBlob(ctx, start.CreateURL, size, body); err != nil {
+	if err := c.resumableUpload(ctx, start.CreateURL, size, body); err != nil {
 		return "", err
 	}
 	return start.Token, nil
-}
-
-// putBlob PUTs the blob to the signed upload URL through the client's one
-// retry path: retried like any idempotent call when body can be rewound to
-// where it started, tried once otherwise.
-func (c *Client) putBlob(ctx context.Context, createURL string, size int64, body io.Reader) error {
-	const op = "blobs/put"
-	if httpURL(createURL) == nil {
-		return invalid(op, errors.New("kaggle returned an invalid upload URL"))
-	}
-	st := &stream{r: body, size: size, contentType: "application/octet-stream"}
-	policy := retryNever
-	if seeker, ok := body.(io.ReadSeeker); ok {
-		if start, err := seeker.Seek(0, io.SeekCurrent); err == nil {
-			st.rewind = func() error { _, err := seeker.Seek(start, io.SeekStart); return err }
-			policy = retryIdempotent
-		}
-	}
-	resp, err := c.do(ctx, call{op: op, method: http.MethodPut, url: createURL, stream: st, policy: policy})
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	return nil
 }
 
 // CreateDataset creates a dataset from uploaded blobs (POST
@@ -241,6 +220,10 @@ func (c *Client) CreateDataset(ctx context.Context, d NewDataset) (string, error
 
 // DatasetStatus returns the processing status of a dataset (GET
 // /datasets/status/{owner}/{slug}): DatasetReady when usable.
+//
+// Like every lookup, it retries "not found" (404, or 403, which Kaggle also
+// uses for it) up to Config.MaxAttempts times with backoff before returning
+// ErrNotFound: a dataset or kernel just created can be briefly invisible.
 func (c *Client) DatasetStatus(ctx context.Context, owner, slug string) (string, error) {
 	const op = "datasets/status"
 	if err := checkSlug("owner", owner); err != nil {
@@ -251,7 +234,7 @@ func (c *Client) DatasetStatus(ctx context.Context, owner, slug string) (string,
 	}
 	var status string
 	u := c.apiURL("/datasets/status/" + url.PathEscape(owner) + "/" + url.PathEscape(slug))
-	err := c.doJSON(ctx, call{op: op, method: http.MethodGet, url: u, policy: retryIdempotent},
+	err := c.doJSON(ctx, call{op: op, method: http.MethodGet, url: u, policy: retryLookup},
 		func(b []byte) (err error) { status, err = decodeDatasetStatus(b); return err })
 	return status, err
 }
@@ -323,7 +306,9 @@ func (c *Client) PushKernel(ctx context.Context, k KernelPush) (KernelRef, error
 }
 
 // KernelStatus returns the status of a kernel's latest version (GET
-// /kernels/status?userName=&kernelSlug=).
+// /kernels/status?userName=&kernelSlug=). "Not found" is retried like in
+// DatasetStatus, so a poll right after a push does not mistake a kernel
+// Kaggle has not shown yet for a missing one.
 func (c *Client) KernelStatus(ctx context.Context, owner, slug string) (KernelStatus, error) {
 	const op = "kernels/status"
 	q, err := kernelQuery(owner, slug)
@@ -331,7 +316,7 @@ func (c *Client) KernelStatus(ctx context.Context, owner, slug string) (KernelSt
 		return KernelStatus{}, invalid(op, err)
 	}
 	var st KernelStatus
-	err = c.doJSON(ctx, call{op: op, method: http.MethodGet, url: c.apiURL("/kernels/status?" + q.Encode()), policy: retryIdempotent},
+	err = c.doJSON(ctx, call{op: op, method: http.MethodGet, url: c.apiURL("/kernels/status?" + q.Encode()), policy: retryLookup},
 		func(b []byte) error { return decodeKernelStatus(b, &st) })
 	return st, err
 }
@@ -348,7 +333,7 @@ func (c *Client) KernelOutput(ctx context.Context, owner, slug string) (KernelOu
 	var out KernelOutput
 	for page := 0; page < maxOutputPages; page++ {
 		var p kernelOutputResponse
-		err := c.doJSON(ctx, call{op: op, method: http.MethodGet, url: c.apiURL("/kernels/output?" + q.Encode()), policy: retryIdempotent},
+		err := c.doJSON(ctx, call{op: op, method: http.MethodGet, url: c.apiURL("/kernels/output?" + q.Encode()), policy: retryLookup},
 			func(b []byte) error { return decodeKernelOutput(b, &p) })
 		if err != nil {
 			return KernelOutput{}, err
@@ -438,4 +423,79 @@ func contentTypeFor(name string) string {
 		return "application/json"
 	}
 	return "application/octet-stream"
+}
+
+// DeleteDataset deletes one of our datasets on Kaggle (POST
+// /dataset/{owner}/{slug}/delete, kagglesdk ApiDeleteDatasetRequest, what
+// `kaggle datasets delete` calls). A dataset that is already gone is not an
+// error. Kernels cannot be stopped through the public API (see
+// docs/kaggle.md), but a deleted dataset stops costing the account's
+// private storage.
+func (c *Client) DeleteDataset(ctx context.Context, owner, slug string) error {
+	const op = "datasets/delete"
+	if err := checkSlug("owner", owner); err != nil {
+		return invalid(op, err)
+	}
+	if err := checkSlug("dataset slug", slug); err != nil {
+		return invalid(op, err)
+	}
+	u := c.apiURL("/dataset/" + url.PathEscape(owner) + "/" + url.PathEscape(slug) + "/delete")
+	err := c.doJSON(ctx, call{op: op, method: http.MethodPost, url: u, body: []byte(`{}`), policy: retryIdempotent},
+		decodeErrorField)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Account is what Check learnt about the credentials.
+type Account struct {
+	// Username is the Kaggle account the credentials belong to.
+	Username string
+	// Method is "token" (KAGGLE_API_TOKEN, Bearer) or "key" (KAGGLE_KEY,
+	// Basic).
+	Method string
+}
+
+// Check proves the credentials work with one cheap authenticated call and
+// says which account they belong to:
+//   - an API token is introspected (POST /oauth2/introspect, what the
+//     official client does to learn whose token it holds,
+//     kaggle_api_extended.py _introspect_token); it must be active and
+//     belong to Username;
+//   - a key is sent with Basic auth for Username, so any accepted call
+//     proves the pair: GET /kernels/list?user={Username}&pageSize=1 (v1
+//     KernelsList) lists at most one of the account's kernels.
+func (c *Client) Check(ctx context.Context) (Account, error) {
+	const op = "check"
+	if c.cfg.Token != "" {
+		body, err := marshal(op, map[string]string{"token": c.cfg.Token})
+		if err != nil {
+			return Account{}, err
+		}
+		var r struct {
+			Active   bool   `json:"active"`
+			Username string `json:"username"`
+		}
+		err = c.doJSON(ctx, call{op: op, method: http.MethodPost, url: c.apiURL("/oauth2/introspect"), body: body, policy: retryIdempotent},
+			func(b []byte) error { return json.Unmarshal(b, &r) })
+		if err != nil {
+			return Account{}, err
+		}
+		switch {
+		case !r.Active:
+			return Account{}, &APIError{Op: op, Status: http.StatusOK, Err: ErrUnauthorized, Message: "the API token is expired or revoked"}
+		case !strings.EqualFold(r.Username, c.cfg.Username):
+			return Account{}, &APIError{Op: op, Status: http.StatusOK, Err: ErrUnauthorized,
+				Message: cleanMessage(fmt.Sprintf("the API token belongs to %q, but KAGGLE_USERNAME is %q", r.Username, c.cfg.Username))}
+		}
+		return Account{Username: r.Username, Method: "token"}, nil
+	}
+	q := url.Values{"user": {c.cfg.Username}, "page": {"1"}, "pageSize": {"1"}}
+	err := c.doJSON(ctx, call{op: op, method: http.MethodGet, url: c.apiURL("/kernels/list?" + q.Encode()), policy: retryIdempotent},
+		func(b []byte) error { var v []json.RawMessage; return json.Unmarshal(b, &v) })
+	if err != nil {
+		return Account{}, err
+	}
+	return Account{Username: c.cfg.Username, Method: "key"}, nil
 }

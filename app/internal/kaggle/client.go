@@ -41,6 +41,7 @@ const (
 	DefaultMaxRetryAfter         = 2 * time.Minute
 	DefaultMaxResponseBytes      = 16 << 20
 	DefaultResponseHeaderTimeout = 60 * time.Second
+	DefaultUploadChunkSize       = 8 << 20
 )
 
 // Config configures a Client. Only the credentials are required.
@@ -77,6 +78,10 @@ type Config struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Now is the clock used to read HTTP-date Retry-After values.
 	Now func() time.Time
+	// UploadChunkSize is how many bytes of a blob one upload request
+	// carries (and the most the client holds in memory for it). Rounded
+	// down to a multiple of 256 KiB; default DefaultUploadChunkSize.
+	UploadChunkSize int
 	// MachineShape is the accelerator of GPU pushes that name none.
 	// Default DefaultMachineShape; see MachineShapes.
 	MachineShape string
@@ -130,6 +135,10 @@ func New(cfg Config) *Client {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	cfg.UploadChunkSize -= cfg.UploadChunkSize % uploadQuantum
+	if cfg.UploadChunkSize <= 0 {
+		cfg.UploadChunkSize = DefaultUploadChunkSize
+	}
 	if cfg.MachineShape == "" {
 		cfg.MachineShape = DefaultMachineShape
 	}
@@ -177,9 +186,15 @@ const (
 	// retryUnprocessed retries only answers that say the server did not act
 	// on the request (429 and 503). Used for calls that create things.
 	retryUnprocessed
-	// retryNever makes a single attempt (streamed bodies that cannot be
-	// replayed).
+	// retryNever makes a single attempt; the caller runs its own protocol
+	// (the resumable upload).
 	retryNever
+	// retryLookup is retryIdempotent that also retries "not found" (404,
+	// and 403 on lookups) a bounded number of times: right after creation a
+	// dataset or kernel can be briefly invisible (issue 10, item 4;
+	// Kaggle/kaggle-api#284), and a lookup deciding "create or reuse" must
+	// not create a second one, nor a poll fail a kernel that is running.
+	retryLookup
 )
 
 // call is one logical API call.
@@ -187,22 +202,15 @@ type call struct {
 	op     string
 	method string
 	url    string // absolute
-	body   []byte // JSON body, replayed on retries; nil for none
-	// stream, when set, is sent instead of body.
-	stream *stream
-	policy retryPolicy
-}
-
-// stream is a raw request body of known length (a blob), streamed from r
-// rather than held in memory.
-type stream struct {
-	r           io.Reader
-	size        int64 // Content-Length; no more is read from r
+	body   []byte // request body, replayed on retries; nil for none
+	// contentType of body; default application/json.
 	contentType string
-	// rewind moves r back to the start of the body before a retry; nil when
-	// r cannot be replayed (use retryNever). If it fails, the call ends with
-	// the error of the attempt it was to repeat.
-	rewind func() error
+	// header holds extra request headers (Content-Range for uploads).
+	header http.Header
+	// resumeIncomplete makes a 308 answer a success: the resumable upload
+	// protocol's "Resume Incomplete".
+	resumeIncomplete bool
+	policy           retryPolicy
 }
 
 // apiURL joins the base URL with an already escaped path and query.
@@ -244,36 +252,54 @@ func (c *Client) do(ctx context.Context, cl call) (*http.Response, error) {
 	if c.base == nil {
 		return nil, invalid(cl.op, errors.New("the Kaggle API URL is not an absolute http(s) URL"))
 	}
-	var lastErr *APIError
 	for attempt := 1; ; attempt++ {
 		resp, apiErr := c.once(ctx, cl)
 		if apiErr == nil {
 			return resp, nil
 		}
-		lastErr = apiErr
 		if ctx.Err() != nil {
 			return nil, &APIError{Op: cl.op, Err: ctx.Err()}
 		}
 		if attempt >= c.cfg.MaxAttempts || !c.mayRetry(cl.policy, apiErr) {
-			return nil, lastErr
+			return nil, c.finalError(cl, apiErr, attempt)
 		}
-		delay := c.backoff(attempt)
-		if apiErr.RetryAfter > 0 {
-			if apiErr.RetryAfter > c.cfg.MaxRetryAfter {
-				return nil, lastErr
-			}
-			delay = apiErr.RetryAfter
-		}
-		if s := cl.stream; s != nil && (s.rewind == nil || s.rewind() != nil) {
-			return nil, lastErr
-		}
-		c.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "kaggle request retry",
-			slog.String("op", cl.op), slog.Int("status", apiErr.Status),
-			slog.Int("attempt", attempt), slog.Int64("delay_ms", delay.Milliseconds()))
-		if err := c.cfg.Sleep(ctx, delay); err != nil {
-			return nil, &APIError{Op: cl.op, Err: err}
+		if err := c.pause(ctx, cl.op, attempt, apiErr); err != nil {
+			return nil, err
 		}
 	}
+}
+
+// pause waits before the next try after apiErr: the server's Retry-After
+// when it sent one, else backoff. It returns apiErr itself when the server
+// asked for longer than MaxRetryAfter (the caller reschedules instead of
+// holding a worker), or the context's error when the wait is cut short.
+func (c *Client) pause(ctx context.Context, op string, attempt int, apiErr *APIError) *APIError {
+	delay := c.backoff(attempt)
+	if apiErr.RetryAfter > 0 {
+		if apiErr.RetryAfter > c.cfg.MaxRetryAfter {
+			return apiErr
+		}
+		delay = apiErr.RetryAfter
+	}
+	c.cfg.Logger.LogAttrs(ctx, slog.LevelDebug, "kaggle request retry",
+		slog.String("op", op), slog.Int("status", apiErr.Status),
+		slog.Int("attempt", attempt), slog.Int64("delay_ms", delay.Milliseconds()))
+	if err := c.cfg.Sleep(ctx, delay); err != nil {
+		return &APIError{Op: op, Err: err}
+	}
+	return nil
+}
+
+// finalError is the error a call ends with. A lookup that kept answering
+// "not found" says so plainly: Kaggle can take a moment to show what was
+// just created, so a caller seeing this has already waited.
+func (c *Client) finalError(cl call, apiErr *APIError, attempts int) *APIError {
+	if cl.policy == retryLookup && errors.Is(apiErr.Err, ErrNotFound) && attempts > 1 {
+		e := *apiErr
+		e.Err = fmt.Errorf("%w: still not visible after %d tries", ErrNotFound, attempts)
+		return &e
+	}
+	return apiErr
 }
 
 func (c *Client) mayRetry(p retryPolicy, e *APIError) bool {
@@ -283,6 +309,9 @@ func (c *Client) mayRetry(p retryPolicy, e *APIError) bool {
 		return ok
 	case retryUnprocessed:
 		return e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable
+	case retryLookup:
+		ok, _ := Retryable(e)
+		return ok || errors.Is(e.Err, ErrNotFound)
 	}
 	return false
 }
@@ -303,27 +332,22 @@ func (c *Client) backoff(attempt int) time.Duration {
 // the body's message; the body is closed in that case.
 func (c *Client) once(ctx context.Context, cl call) (*http.Response, *APIError) {
 	var body io.Reader
-	contentType := ""
-	switch {
-	case cl.stream != nil:
-		// NopCloser keeps net/http from closing the caller's reader, and the
-		// LimitReader makes sure we never send more than we announced.
-		body, contentType = io.NopCloser(io.LimitReader(cl.stream.r, cl.stream.size)), cl.stream.contentType
-		if cl.stream.size == 0 {
-			body = http.NoBody
-		}
-	case cl.body != nil:
-		body, contentType = bytes.NewReader(cl.body), "application/json"
+	if cl.body != nil {
+		body = bytes.NewReader(cl.body)
 	}
 	req, err := http.NewRequestWithContext(ctx, cl.method, cl.url, body)
 	if err != nil {
 		return nil, &APIError{Op: cl.op, Err: redact(err)}
 	}
-	if cl.stream != nil {
-		req.ContentLength = cl.stream.size
+	for k, v := range cl.header {
+		req.Header[k] = v
 	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
+	if cl.body != nil {
+		ct := cl.contentType
+		if ct == "" {
+			ct = "application/json"
+		}
+		req.Header.Set("Content-Type", ct)
 	}
 	req.Header.Set("Accept", "application/json")
 	c.authorize(req)
@@ -331,7 +355,7 @@ func (c *Client) once(ctx context.Context, cl call) (*http.Response, *APIError) 
 	if err != nil {
 		return nil, &APIError{Op: cl.op, Err: redact(err)}
 	}
-	if resp.StatusCode >= 200 && resp.StatusCode <= 299 {
+	if resp.StatusCode >= 200 && resp.StatusCode <= 299 || cl.resumeIncomplete && resp.StatusCode == statusResumeIncomplete {
 		return resp, nil
 	}
 	defer resp.Body.Close()

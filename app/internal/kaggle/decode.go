@@ -138,8 +138,10 @@ func decodeDatasetNew(b []byte, out *datasetNewResponse) error {
 	return nil
 }
 
-// decodeDatasetStatus accepts the v1 answer, a bare JSON string ("ready"),
-// and the newer object form {"status": "ready"}.
+// decodeDatasetStatus accepts the SDK's answer, an object whose status is
+// a DatabundleVersionStatus name ({"status": "READY"}, kagglesdk
+// ApiGetDatasetStatusResponse), and the older bare JSON string ("ready").
+// It returns DatasetReady, DatasetFailed, DatasetError or DatasetPending.
 func decodeDatasetStatus(b []byte) (string, error) {
 	var s string
 	if err := decodeStrict(b, &s); err != nil {
@@ -151,11 +153,40 @@ func decodeDatasetStatus(b []byte) (string, error) {
 		}
 		s = obj.Status
 	}
-	s = strings.TrimSpace(s)
-	if s == "" {
+	s = strings.ToLower(strings.TrimSpace(s))
+	s = strings.TrimPrefix(s, "databundle_version_status_")
+	switch s {
+	case "":
 		return "", errors.New("dataset status answer is empty")
+	case DatasetReady, DatasetError:
+		return s, nil
+	case DatasetFailed, "deleted":
+		// A deleted dataset will never become usable either.
+		return DatasetFailed, nil
 	}
-	return strings.ToLower(s), nil
+	// not_yet_persisted, blobs_received, blobs_decompressed,
+	// blobs_copied_to_sds, individual_blobs_compressed, reprocessing:
+	// Kaggle is still processing.
+	return DatasetPending, nil
+}
+
+// decodeErrorField accepts an answer whose only meaning is an optional
+// "error" (kagglesdk ApiDeleteDatasetResponse); a non-empty one is a
+// rejection.
+func decodeErrorField(b []byte) error {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	var r struct {
+		Error *string `json:"error"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return err
+	}
+	if r.Error != nil && *r.Error != "" {
+		return &APIError{Status: http.StatusOK, Message: cleanMessage(*r.Error), Err: ErrRejected}
+	}
+	return nil
 }
 
 func decodeKernelPush(b []byte, out *kernelPushResponse) error {
@@ -198,10 +229,13 @@ func decodeKernelStatus(b []byte, out *KernelStatus) error {
 }
 
 // normalizeKernelStatus maps the spellings Kaggle's clients have used
-// ("complete", "COMPLETE", "KernelWorkerStatus.COMPLETE") to the v1 one.
+// ("complete", "COMPLETE" as the SDK's EnumSerializer writes it,
+// "KERNEL_WORKER_STATUS_COMPLETE", which its _from_str also accepts, and
+// "KernelWorkerStatus.COMPLETE") to the v1 one.
 func normalizeKernelStatus(s string) (string, bool) {
 	s = strings.TrimSpace(s)
 	s = strings.TrimPrefix(s, "KernelWorkerStatus.")
+	s = strings.TrimPrefix(s, "KERNEL_WORKER_STATUS_")
 	key := strings.ToLower(strings.ReplaceAll(s, "_", ""))
 	switch key {
 	case "queued":

@@ -45,10 +45,9 @@ func (r *Runner) Handle(ctx context.Context, t worker.Task) error {
 // Register makes the pool run training jobs with r.
 func (r *Runner) Register(p *worker.Pool) { p.Handle(training.TaskKind, r.Handle) }
 
-// FromConfig builds the production runner: the Kaggle client from the
-// KAGGLE_* settings, object storage through BlobObjects, and the runtime
-// limit from JOB_MAX_RUNTIME.
-func FromConfig(cfg config.Config, repo training.Repository, b *blob.Store, log *slog.Logger) *Runner {
+// KaggleConfig is the Kaggle client configuration from the KAGGLE_*
+// settings: the runner's, and what `app kaggle check` tests.
+func KaggleConfig(cfg config.Config, log *slog.Logger) kaggle.Config {
 	kc := kaggle.Config{
 		Username: cfg.Kaggle.Username, Key: cfg.Kaggle.Key, Token: cfg.Kaggle.APIToken,
 		MachineShape: cfg.Kaggle.MachineShape,
@@ -57,5 +56,12 @@ func FromConfig(cfg config.Config, repo training.Repository, b *blob.Store, log 
 	if cfg.Kaggle.APIURL != nil {
 		kc.BaseURL = cfg.Kaggle.APIURL.String()
 	}
-	return New(repo, BlobObjects(b), kaggle.New(kc), Config{MaxRuntime: cfg.Training.MaxRuntime, PollInterval: cfg.Kaggle.PollInterval}, log.With("component", "runner"))
+	return kc
+}
+
+// FromConfig builds the production runner: the Kaggle client from the
+// KAGGLE_* settings, object storage through BlobObjects, and the runtime
+// limit from JOB_MAX_RUNTIME.
+func FromConfig(cfg config.Config, repo training.Repository, b *blob.Store, log *slog.Logger) *Runner {
+	return New(repo, BlobObjects(b), kaggle.New(KaggleConfig(cfg, log)), Config{MaxRuntime: cfg.Training.MaxRuntime, PollInterval: cfg.Kaggle.PollInterval}, log.With("component", "runner"))
 }

@@ -15,19 +15,15 @@
 package kaggletest
 
 import (
-	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -66,6 +62,21 @@ type Options struct {
 	BlobDir string
 	// MaxBlobBytes caps one uploaded blob. Default 1 GiB.
 	MaxBlobBytes int64
+	// MissingStatus is the status of a lookup of something that does not
+	// exist (or is not visible yet): 404, or 403, which Kaggle also answers
+	// for things it will not confirm exist (Kaggle/kaggle-api#548).
+	// Default 404.
+	MissingStatus int
+	// InvisibleLookups is how many lookups (dataset status, kernel status,
+	// kernel output) of a dataset just created or a kernel just pushed for
+	// the first time answer MissingStatus before it shows: Kaggle can take a
+	// moment (Kaggle/kaggle-api#284; issue 10, item 4). Default 0.
+	InvisibleLookups int
+	// OutputPageSize is how many files one kernel output page lists when
+	// the request sets no pageSize (kagglesdk ApiListKernelSessionOutputRequest
+	// page_size/page_token). Default 2: small pages, so a client that
+	// ignores nextPageToken misses files.
+	OutputPageSize int
 }
 
 // File is one kernel output file. Either Data holds the bytes, or Size > 0
@@ -181,6 +192,9 @@ type Blob struct {
 	Size     int64
 	SHA256   string
 	Complete bool
+	// LargestPut is the longest PUT body received for it: the chunk size
+	// the client used.
+	LargestPut int64
 
 	path string
 	data []byte
@@ -199,6 +213,7 @@ type Dataset struct {
 
 	polls  int
 	status string // forced status; "" follows DatasetPendingPolls
+	hidden int    // lookups still answered "missing" (InvisibleLookups)
 }
 
 type kernel struct {
@@ -214,6 +229,7 @@ type kernel struct {
 	queued, running int
 	files           []File
 	log             *string
+	hidden          int // lookups still answered "missing"
 }
 
 // Emulator is the http.Handler. Use NewServer in tests.
@@ -231,6 +247,9 @@ type Emulator struct {
 	kernels   map[string]*kernel
 	pushes    []Push
 	calls     map[string]int
+	storage   string // root URL of the storage host; "" serves storage on the API host
+	upload    uploadFaults
+	storAuth  int // storage requests that carried an Authorization header
 	closed    chan struct{}
 	closeOnce sync.Once
 }
@@ -260,6 +279,12 @@ func New(opts Options) *Emulator {
 	opts.KernelRunningPolls = max(opts.KernelRunningPolls, 0)
 	if opts.MaxBlobBytes <= 0 {
 		opts.MaxBlobBytes = 1 << 30
+	}
+	if opts.MissingStatus == 0 {
+		opts.MissingStatus = http.StatusNotFound
+	}
+	if opts.OutputPageSize <= 0 {
+		opts.OutputPageSize = 2
 	}
 	return &Emulator{
 		opts:     opts,
@@ -327,6 +352,29 @@ func (e *Emulator) ClearFaults() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.faults = nil
+}
+
+// SetMissingStatus sets the status lookups of missing things answer (404
+// or 403, see Options.MissingStatus).
+func (e *Emulator) SetMissingStatus(status int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.opts.MissingStatus = status
+}
+
+// SetInvisibleLookups sets how many lookups of a dataset just created or a
+// kernel just pushed for the first time answer "missing".
+func (e *Emulator) SetInvisibleLookups(n int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.opts.InvisibleLookups = max(n, 0)
+}
+
+// SetOutputPageSize sets the default page size of kernel output listings.
+func (e *Emulator) SetOutputPageSize(n int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.opts.OutputPageSize = max(n, 1)
 }
 
 // SetDatasetPendingPolls sets how many status polls new datasets stay
@@ -478,7 +526,56 @@ func (e *Emulator) Calls(prefix string) int {
 	return n
 }
 
+// StorageAuthHeaders counts the storage requests (upload sessions, output
+// files) that carried an Authorization header: signed URLs need none, and
+// a client must never send its credentials to another host.
+func (e *Emulator) StorageAuthHeaders() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.storAuth
+}
+
 // ---- serving ---------------------------------------------------------------
+
+// setStorageURL makes storage URLs point at another host, as Kaggle's do
+// (signed Google Cloud Storage URLs, Kaggle/kaggle-api
+// kaggle_api_extended.py kernels_output downloads them with a bare
+// requests.get).
+func (e *Emulator) setStorageURL(u string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.storage = strings.TrimRight(u, "/")
+}
+
+// storageBase is the root of the storage URLs handed out.
+func (e *Emulator) storageBase(r *http.Request) string {
+	if e.storage != "" {
+		return e.storage
+	}
+	return baseURL(r)
+}
+
+// APIHandler serves only the API paths (under /api/v1).
+func (e *Emulator) APIHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, APIPrefix+"/") {
+			writeError(w, http.StatusNotFound, "Not found")
+			return
+		}
+		e.ServeHTTP(w, r)
+	})
+}
+
+// StorageHandler serves only the storage paths (/_emulator/...).
+func (e *Emulator) StorageHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, APIPrefix+"/") {
+			writeError(w, http.StatusNotFound, "Not found")
+			return
+		}
+		e.ServeHTTP(w, r)
+	})
+}
 
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
@@ -488,6 +585,9 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	e.mu.Lock()
 	e.calls[path]++
+	if !api && r.Header.Get("Authorization") != "" {
+		e.storAuth++
+	}
 	fault := e.matchFault(path, r.Method)
 	e.mu.Unlock()
 
@@ -576,6 +676,16 @@ func (e *Emulator) route(w http.ResponseWriter, r *http.Request, path string, ap
 		only(http.MethodGet, w, r, e.handleKernelStatus)
 	case path == "/kernels/output":
 		only(http.MethodGet, w, r, e.handleKernelOutput)
+	case path == "/kernels/list":
+		only(http.MethodGet, w, r, e.handleKernelList)
+	case path == "/oauth2/introspect":
+		only(http.MethodPost, w, r, e.handleIntrospect)
+	case strings.HasPrefix(path, "/dataset/") && strings.HasSuffix(path, "/delete"):
+		// kagglesdk ApiDeleteDatasetRequest: POST
+		// /api/v1/dataset/{owner_slug}/{dataset_slug}/delete.
+		only(http.MethodPost, w, r, func(w http.ResponseWriter, r *http.Request) {
+			e.handleDatasetDelete(w, strings.TrimSuffix(strings.TrimPrefix(path, "/dataset/"), "/delete"))
+		})
 	default:
 		writeError(w, http.StatusNotFound, "Not found")
 	}
@@ -668,64 +778,13 @@ func (e *Emulator) handleBlobStart(w http.ResponseWriter, r *http.Request) {
 	}
 	token := randomToken()
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	e.blobs[token] = &Blob{Token: token, Name: req.Name, Type: req.Type, DeclaredSize: *req.ContentLength}
 	e.blobSeq = append(e.blobSeq, token)
-	e.mu.Unlock()
 	writeJSON(w, http.StatusOK, map[string]string{
 		"token":     token,
-		"createUrl": baseURL(r) + "/_emulator/upload/" + token,
+		"createUrl": e.storageBase(r) + "/_emulator/upload/" + token,
 	})
-}
-
-func (e *Emulator) handleBlobPut(w http.ResponseWriter, r *http.Request, token string) {
-	e.mu.Lock()
-	b := e.blobs[token]
-	var declared int64
-	if b != nil {
-		declared = b.DeclaredSize
-	}
-	dir := e.opts.BlobDir
-	e.mu.Unlock()
-	if b == nil {
-		writeError(w, http.StatusNotFound, "unknown upload")
-		return
-	}
-	if r.ContentLength != declared {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("Content-Length %d does not match the announced %d bytes", r.ContentLength, declared))
-		return
-	}
-	h := sha256.New()
-	var (
-		n    int64
-		err  error
-		path string
-		data []byte
-	)
-	body := io.LimitReader(r.Body, declared+1)
-	if dir != "" {
-		path = filepath.Join(dir, "blob-"+token)
-		f, ferr := os.Create(path)
-		if ferr != nil {
-			writeError(w, http.StatusInternalServerError, "storing blob")
-			return
-		}
-		n, err = io.Copy(io.MultiWriter(f, h), body)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	} else {
-		var buf bytes.Buffer
-		n, err = io.Copy(io.MultiWriter(&buf, h), body)
-		data = buf.Bytes()
-	}
-	if err != nil || n != declared {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("received %d of %d bytes", n, declared))
-		return
-	}
-	e.mu.Lock()
-	b.Size, b.SHA256, b.Complete, b.path, b.data = n, hex.EncodeToString(h.Sum(nil)), true, path, data
-	e.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{})
 }
 
 // ---- datasets --------------------------------------------------------------
@@ -798,6 +857,7 @@ func (e *Emulator) handleDatasetCreate(w http.ResponseWriter, r *http.Request) {
 		d.Files = append(d.Files, b.Name)
 		d.Tokens = append(d.Tokens, b.Token)
 	}
+	d.hidden = e.opts.InvisibleLookups
 	e.datasets[ref] = d
 	writeJSON(w, http.StatusOK, map[string]any{
 		"ref": ref, "url": baseURL(r) + "/datasets/" + ref, "status": "ok", "error": nil,
@@ -811,26 +871,67 @@ func (e *Emulator) handleDatasetStatus(w http.ResponseWriter, rest string) {
 		return
 	}
 	e.mu.Lock()
+	defer e.mu.Unlock()
 	d := e.datasets[owner+"/"+slug]
-	var status string
-	if d != nil {
-		d.polls++
-		switch {
-		case d.status != "":
-			status = d.status
-		case d.polls <= e.opts.DatasetPendingPolls:
-			status = "pending"
-		default:
-			status = "ready"
+	if d == nil || d.hidden > 0 {
+		if d != nil {
+			d.hidden--
 		}
-	}
-	e.mu.Unlock()
-	if d == nil {
-		writeError(w, http.StatusNotFound, "Dataset not found")
+		e.writeMissing(w, "Dataset not found")
 		return
 	}
-	// Kaggle's v1 answer is a bare JSON string.
-	writeJSON(w, http.StatusOK, status)
+	d.polls++
+	status := "BLOBS_RECEIVED"
+	switch {
+	case d.status != "":
+		status = datasetStatusName(d.status)
+	case d.polls > e.opts.DatasetPendingPolls:
+		status = "READY"
+	}
+	// kagglesdk ApiGetDatasetStatusResponse: an object whose status is a
+	// DatabundleVersionStatus, serialised by name (kaggle_object.py
+	// EnumSerializer); the official CLI prints status.name.lower().
+	writeJSON(w, http.StatusOK, map[string]any{"status": status})
+}
+
+// datasetStatusName spells a status the way the SDK serialises
+// DatabundleVersionStatus (datasets/types/dataset_enums.py): "ready" is
+// READY, "pending" BLOBS_RECEIVED, anything else upper-cased.
+func datasetStatusName(s string) string {
+	if s == "pending" {
+		return "BLOBS_RECEIVED"
+	}
+	return strings.ToUpper(s)
+}
+
+// writeMissing answers a lookup of something missing or not visible yet.
+// Caller holds e.mu.
+func (e *Emulator) writeMissing(w http.ResponseWriter, msg string) {
+	if e.opts.MissingStatus == http.StatusForbidden {
+		msg = "Permission denied"
+	}
+	writeError(w, e.opts.MissingStatus, msg)
+}
+
+func (e *Emulator) handleDatasetDelete(w http.ResponseWriter, ref string) {
+	owner, slug, ok := strings.Cut(ref, "/")
+	if !ok || owner == "" || slug == "" || strings.Contains(slug, "/") {
+		writeError(w, http.StatusNotFound, "Not found")
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if owner != e.opts.Username {
+		writeError(w, http.StatusForbidden, "Permission 'datasets.delete' was denied")
+		return
+	}
+	if _, ok := e.datasets[ref]; !ok {
+		e.writeMissing(w, "Dataset not found")
+		return
+	}
+	delete(e.datasets, ref)
+	// kagglesdk ApiDeleteDatasetResponse: {"error"}.
+	writeJSON(w, http.StatusOK, map[string]any{})
 }
 
 // ---- kernels ---------------------------------------------------------------
@@ -917,6 +1018,8 @@ func (e *Emulator) handleKernelPush(w http.ResponseWriter, r *http.Request) {
 	nk.version = version
 	if k != nil {
 		nk.files, nk.log = k.files, k.log
+	} else {
+		nk.hidden = e.opts.InvisibleLookups
 	}
 	e.kernels[ref] = nk
 	accel := req.MachineShape
@@ -978,8 +1081,12 @@ func (e *Emulator) kernelFromQuery(w http.ResponseWriter, r *http.Request) *kern
 		return nil
 	}
 	k := e.kernels[user+"/"+slug]
-	if k == nil {
-		writeError(w, http.StatusNotFound, "Kernel not found")
+	if k == nil || k.hidden > 0 {
+		if k != nil {
+			k.hidden--
+		}
+		e.writeMissing(w, "Not found")
+		return nil
 	}
 	return k
 }
@@ -996,7 +1103,23 @@ func (e *Emulator) handleKernelStatus(w http.ResponseWriter, r *http.Request) {
 	if failure != "" {
 		fm = failure
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": status, "failureMessage": fm})
+	// kagglesdk ApiGetKernelSessionStatusResponse: status is a
+	// KernelWorkerStatus serialised by name (kaggle_object.py
+	// EnumSerializer._to_str returns v.name: "COMPLETE", "CANCEL_REQUESTED").
+	writeJSON(w, http.StatusOK, map[string]any{"status": kernelStatusName(status), "failureMessage": fm})
+}
+
+// kernelStatusName spells a status ("complete", "cancelRequested") as the
+// SDK's KernelWorkerStatus enum name (kernels/types/kernels_enums.py).
+func kernelStatusName(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte('_')
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToUpper(b.String())
 }
 
 // advance counts a status poll and returns the status it reports.
@@ -1023,24 +1146,119 @@ func (e *Emulator) handleKernelOutput(w http.ResponseWriter, r *http.Request) {
 	if k == nil {
 		return
 	}
+	q := r.URL.Query()
+	pageSize := e.opts.OutputPageSize
+	if v := q.Get("pageSize"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			writeError(w, http.StatusBadRequest, "pageSize must be a positive number")
+			return
+		}
+		pageSize = n
+	}
+	offset := 0
+	if tok := q.Get("pageToken"); tok != "" {
+		n, err := parsePageToken(tok)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid pageToken")
+			return
+		}
+		offset = n
+	}
 	log := e.log
 	if k.log != nil {
 		log = *k.log
 	}
 	files := []map[string]any{}
+	next := ""
 	if k.status == "complete" {
-		for _, f := range e.filesOf(k) {
+		all := e.filesOf(k)
+		end := min(offset+pageSize, len(all))
+		for _, f := range all[min(offset, len(all)):end] {
+			// kagglesdk ApiKernelSessionOutputFile: {url, fileName}; the URL
+			// is a signed storage URL on another host.
 			files = append(files, map[string]any{
 				"fileName": f.Name,
-				"url": fmt.Sprintf("%s/_emulator/files/%s/%d/%s?sig=%s", baseURL(r), k.ref, k.version,
+				"url": fmt.Sprintf("%s/_emulator/files/%s/%d/%s?sig=%s", e.storageBase(r), k.ref, k.version,
 					escapePath(f.Name), k.sig),
 			})
+		}
+		if end < len(all) {
+			next = pageToken(end)
 		}
 	}
 	if k.status == "error" && k.failure != "" {
 		log = logJSON([]string{"Traceback (most recent call last):", k.failure})
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"files": files, "log": log, "nextPageToken": ""})
+	writeJSON(w, http.StatusOK, map[string]any{"files": files, "log": log, "nextPageToken": next})
+}
+
+// pageToken is an opaque page token holding an offset.
+func pageToken(offset int) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("offset:" + strconv.Itoa(offset)))
+}
+
+func parsePageToken(tok string) (int, error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return 0, err
+	}
+	v, ok := strings.CutPrefix(string(b), "offset:")
+	if !ok {
+		return 0, errors.New("not a page token")
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, errors.New("not a page token")
+	}
+	return n, nil
+}
+
+// handleKernelList answers GET /kernels/list (v1 KaggleSwagger.yaml
+// KernelsList: page, pageSize, user, ...) with the user's kernels, a JSON
+// array. `app kaggle check` uses it as its cheap authenticated call.
+func (e *Emulator) handleKernelList(w http.ResponseWriter, r *http.Request) {
+	user := r.URL.Query().Get("user")
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	refs := make([]string, 0, len(e.kernels))
+	for ref := range e.kernels {
+		if owner, _, _ := strings.Cut(ref, "/"); user == "" || owner == user {
+			refs = append(refs, ref)
+		}
+	}
+	slices.Sort(refs)
+	if n, err := strconv.Atoi(r.URL.Query().Get("pageSize")); err == nil && n > 0 && n < len(refs) {
+		refs = refs[:n]
+	}
+	out := make([]map[string]any, 0, len(refs))
+	for _, ref := range refs {
+		_, slug, _ := strings.Cut(ref, "/")
+		out = append(out, map[string]any{"ref": ref, "title": slug, "author": e.opts.Username})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// handleIntrospect answers POST /oauth2/introspect (kagglesdk
+// security/types/oauth_service.py IntrospectTokenRequest/Response), which
+// the official CLI calls to learn whose API token it holds
+// (kaggle_api_extended.py _introspect_token).
+func (e *Emulator) handleIntrospect(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Token string `json:"token"`
+	}
+	if !decodeBody(w, r, &req) {
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if subtle.ConstantTimeCompare([]byte(req.Token), []byte(e.opts.Token)) != 1 {
+		writeJSON(w, http.StatusOK, map[string]any{"active": false})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"active": true, "username": e.opts.Username, "userId": 4242, "clientId": "kaggle-api", "scope": "",
+	})
 }
 
 func (e *Emulator) filesOf(k *kernel) []File {

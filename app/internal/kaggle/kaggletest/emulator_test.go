@@ -37,7 +37,7 @@ func (c rawClient) do(method, path, auth string, body string) (int, map[string]a
 	default:
 		req.Header.Set("Authorization", auth)
 	}
-	resp, err := c.srv.srv.Client().Do(req)
+	resp, err := c.srv.HTTPClient().Do(req)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestSlowRequestReleasedByContext(t *testing.T) {
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", srv.BaseURL+"/kernels/status?userName=a&kernelSlug=b", nil)
 	req.SetBasicAuth(DefaultUsername, DefaultKey)
-	_, err := srv.srv.Client().Do(req)
+	_, err := srv.HTTPClient().Do(req)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want the client's deadline", err)
 	}

@@ -11,11 +11,23 @@ import (
 // notebook) writes to /kaggle/working: a PEFT LoRA adapter under adapter/
 // and metrics.json.
 
+// KaggleOutputFiles are the files Kaggle itself adds to every notebook
+// run's output, whatever the notebook writes (issue 10, item 6): the
+// executed notebook, which carries the job's whole configuration, and its
+// rendering.
+var KaggleOutputFiles = []string{"__notebook__.ipynb", "__results__.html"}
+
 // DefaultOutputFiles returns the files a successful default kernel serves:
-// a valid safetensors adapter, its PEFT adapter_config.json, and a
-// metrics.json with the keys the notebook writes.
+// a valid safetensors adapter, its PEFT adapter_config.json, a metrics.json
+// with the keys the notebook writes, and Kaggle's own KaggleOutputFiles.
 func DefaultOutputFiles() []File {
 	return []File{
+		{Name: "__notebook__.ipynb", Data: mustJSON(map[string]any{
+			"nbformat": 4, "nbformat_minor": 5, "metadata": map[string]any{},
+			"cells": []map[string]any{{"cell_type": "code", "metadata": map[string]any{}, "execution_count": 1,
+				"source": `CONFIG = json.loads("{\"job_id\": \"00000000-0000-0000-0000-000000000000\"}")`, "outputs": []any{}}},
+		})},
+		{Name: "__results__.html", Data: []byte("<!DOCTYPE html><html><body><pre>train_loss 1.2345</pre></body></html>\n")},
 		{Name: "adapter/adapter_model.safetensors", Data: loraSafetensors(8, 64)},
 		{Name: "adapter/adapter_config.json", Data: mustJSON(map[string]any{
 			"peft_type":               "LORA",

@@ -2,6 +2,7 @@ package kaggletest
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -9,14 +10,19 @@ import (
 	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
 )
 
-// Server is an Emulator listening on a random loopback port.
+// Server is an Emulator listening on two random loopback ports: the API
+// host, and a storage host (TLS, like Kaggle's signed Google Cloud Storage
+// URLs) that serves the upload sessions and output files the API hands out.
 type Server struct {
 	*Emulator
-	// URL is the server root; BaseURL is URL + "/api/v1", what
+	// URL is the API host's root; BaseURL is URL + "/api/v1", what
 	// KAGGLE_API_URL would be set to.
 	URL     string
 	BaseURL string
-	srv     *httptest.Server
+	// StorageURL is the storage host's root (https).
+	StorageURL string
+	srv        *httptest.Server
+	storage    *httptest.Server
 }
 
 // NewServer starts an emulator with default options, stopped by t.Cleanup.
@@ -33,13 +39,20 @@ func NewServerWith(t testing.TB, opts Options) *Server {
 		opts.BlobDir = t.TempDir()
 	}
 	e := New(opts)
-	srv := httptest.NewServer(e)
+	srv := httptest.NewServer(e.APIHandler())
+	storage := httptest.NewTLSServer(e.StorageHandler())
+	e.setStorageURL(storage.URL)
 	t.Cleanup(func() {
 		e.Close() // release delayed requests first, so Close does not wait on them
 		srv.Close()
+		storage.Close()
 	})
-	return &Server{Emulator: e, URL: srv.URL, BaseURL: srv.URL + APIPrefix, srv: srv}
+	return &Server{Emulator: e, URL: srv.URL, BaseURL: srv.URL + APIPrefix, StorageURL: storage.URL, srv: srv, storage: storage}
 }
+
+// HTTPClient is a client for both hosts: it trusts the storage host's test
+// certificate.
+func (s *Server) HTTPClient() *http.Client { return s.storage.Client() }
 
 // Config returns a client configuration for this server with Basic auth
 // and fast retries (1 ms base delay) that still sleep for real; tests that
@@ -51,11 +64,13 @@ func (s *Server) Config() kaggle.Config {
 		BaseURL:     s.BaseURL,
 		Username:    s.opts.Username,
 		Key:         s.opts.Key,
-		HTTPClient:  s.srv.Client(),
+		HTTPClient:  s.storage.Client(),
 		MaxAttempts: 4,
 		BaseDelay:   time.Millisecond,
 		MaxDelay:    10 * time.Millisecond,
 		Sleep:       sleepCtx,
+		// Small chunks, so uploads in tests take several requests.
+		UploadChunkSize: 256 << 10,
 	}
 }
 
