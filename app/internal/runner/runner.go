@@ -14,11 +14,14 @@ import (
 	"io"
 	"log/slog"
 	"path"
+	"regexp"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
 	"github.com/finetune-studio/finetune-studio/app/internal/notebook"
+	"github.com/finetune-studio/finetune-studio/app/internal/problem"
 	"github.com/finetune-studio/finetune-studio/app/internal/training"
 )
 
@@ -43,6 +46,13 @@ type Config struct {
 	// the time the job has waited, up to MaxPollInterval.
 	PollInterval    time.Duration
 	MaxPollInterval time.Duration
+	// PushGrace is how long after a kernel push started the runner waits
+	// for that kernel to become visible on Kaggle before it pushes again
+	// (the push's answer was lost, or the worker making it lost its task
+	// lease). It must exceed the worker lease, after which a stale worker
+	// has stopped its own push, plus Kaggle's delay in showing a new
+	// kernel. Default 3 minutes.
+	PushGrace time.Duration
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 }
@@ -70,6 +80,9 @@ func New(repo training.Repository, objects training.Objects, k Kaggle, cfg Confi
 	}
 	if cfg.MaxRuntime <= 0 {
 		cfg.MaxRuntime = 12 * time.Hour
+	}
+	if cfg.PushGrace <= 0 {
+		cfg.PushGrace = 3 * time.Minute
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -117,6 +130,8 @@ func (r *Runner) Step(ctx context.Context, id string) (time.Duration, error) {
 		switch {
 		case errors.Is(err, training.ErrStale):
 			continue // someone else moved the job; look again
+		case errors.Is(err, training.ErrLeaseLost):
+			return 0, err // another worker owns the job's task now
 		case err != nil:
 			return 0, r.classify(ctx, j, err)
 		case wait > 0:
@@ -203,6 +218,15 @@ func (r *Runner) upload(ctx context.Context, j training.Job) (time.Duration, err
 	} else if !errors.Is(err, kaggle.ErrNotFound) {
 		return 0, err
 	}
+	// A push already started (by an earlier claim of this task whose
+	// answer was lost, or by a worker whose lease expired while it pushed)
+	// may become visible any moment: pushing now could start a second
+	// kernel version and spend the GPU quota twice.
+	if j.PushStartedAt != nil {
+		if left := j.PushStartedAt.Add(r.cfg.PushGrace).Sub(r.cfg.Now()); left > 0 {
+			return max(min(r.pollDelay(j), left), time.Second), nil
+		}
+	}
 	if ds.ID == "" { // not read above
 		if ds, err = r.repo.GetDataset(ctx, j.DatasetID); err != nil {
 			return 0, err
@@ -218,6 +242,13 @@ func (r *Runner) upload(ctx context.Context, j training.Job) (time.Duration, err
 	})
 	if err != nil {
 		return 0, r.fail(ctx, j, "could not generate the training notebook: "+err.Error())
+	}
+	// Recorded under the task lease before the push: a worker that takes
+	// the task over sees it and waits for this push instead of making its
+	// own. The push itself runs on the handler's context, which the worker
+	// pool cancels before the lease can expire.
+	if j, err = r.repo.UpdateJob(ctx, j.ID, training.StatusUploading, training.JobUpdate{PushStarted: true}, training.EventLog, ""); err != nil {
+		return 0, err
 	}
 	pushed, err := r.kaggle.PushKernel(ctx, kernel.Push())
 	if err != nil {
@@ -365,9 +396,13 @@ func (r *Runner) collect(ctx context.Context, j training.Job) error {
 	}
 	if _, err := r.repo.CompleteJob(ctx, m); err != nil {
 		if errors.Is(err, training.ErrStale) {
-			// Cancelled while collecting: the files belong to nobody.
-			if rmErr := r.objects.RemovePrefix(ctx, prefix); rmErr != nil {
-				r.log.Error("removing output of a cancelled job failed", "job_id", j.ID, "error", rmErr)
+			// Cancelled while collecting: the files belong to nobody —
+			// unless another worker collected them first and the job
+			// succeeded with them.
+			if cur, gerr := r.repo.GetJob(ctx, j.ID); gerr == nil && cur.Status != training.StatusSucceeded {
+				if rmErr := r.objects.RemovePrefix(ctx, prefix); rmErr != nil {
+					r.log.Error("removing output of a cancelled job failed", "job_id", j.ID, "error", rmErr.Error())
+				}
 			}
 		}
 		return err
@@ -459,30 +494,83 @@ func (r *Runner) fail(ctx context.Context, j training.Job, message string) error
 	}
 }
 
-// GiveUp fails an unfinished job after its step failed too many times.
+// GiveUp fails an unfinished job whose step the queue gave up on, saying
+// why: the last error, as much of it as a user may see.
 func (r *Runner) GiveUp(ctx context.Context, id string, cause error) error {
 	j, err := r.repo.GetJob(ctx, id)
+	if errors.Is(err, problem.ErrNotFound) {
+		return nil
+	}
 	if err != nil || j.Status.Terminal() {
 		return err
 	}
 	r.log.Error("giving up on job", "job_id", id, "error", cause.Error())
-	return r.fail(ctx, j, "the job failed repeatedly and was stopped; the last error was logged for the operator")
+	return r.fail(ctx, j, "the job was stopped because its "+string(j.Status)+" step kept failing; the last error was: "+userCause(cause))
+}
+
+// userCause describes a step's error for the job's user. Kaggle's errors
+// carry no credentials and their URLs no signatures; every other error is
+// cleaned of URLs' secrets, control characters and excess length, since
+// its text was written for the operator.
+func userCause(err error) string {
+	var ae *kaggle.APIError
+	switch {
+	case errors.As(err, &ae):
+		return ae.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		return "a step did not finish in time"
+	}
+	return sanitize(err.Error())
+}
+
+// urlSecrets matches a URL's user information and its query string.
+var urlSecrets = regexp.MustCompile(`(?i)(\b[a-z][a-z0-9+.-]*://)[^/@\s]*@|\?[^\s"'` + "`" + `]*`)
+
+// maxCauseLen caps an error shown to a user.
+const maxCauseLen = 500
+
+func sanitize(s string) string {
+	s = urlSecrets.ReplaceAllStringFunc(s, func(m string) string {
+		if strings.HasPrefix(m, "?") {
+			return ""
+		}
+		return m[:strings.Index(m, "://")+3]
+	})
+	s = strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' {
+			return ' '
+		}
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(s, ""))
+	s = strings.TrimSpace(s)
+	if len(s) > maxCauseLen {
+		s = strings.ToValidUTF8(s[:maxCauseLen], "") + "…"
+	}
+	return s
 }
 
 // classify decides what a failed step means for the job: credentials and
-// rejected requests fail it now; rate limits and server errors are retried
-// (after the server's Retry-After when it gave one).
+// requests Kaggle refused fail it now, with Kaggle's own message; rate
+// limits, server errors and network failures are retried (after the
+// server's Retry-After when it gave one).
 func (r *Runner) classify(ctx context.Context, j training.Job, err error) error {
+	var ae *kaggle.APIError
 	switch {
 	case errors.Is(err, kaggle.ErrUnauthorized):
 		return r.fail(ctx, j, "Kaggle refused the credentials (HTTP 401/403): check KAGGLE_USERNAME and KAGGLE_KEY or KAGGLE_API_TOKEN")
 	case errors.Is(err, kaggle.ErrNotConfigured):
 		return r.fail(ctx, j, "training backend not configured: Kaggle credentials are missing")
-	case errors.Is(err, kaggle.ErrRejected), errors.Is(err, kaggle.ErrNotFound):
-		return r.fail(ctx, j, "Kaggle rejected a request: "+err.Error())
 	}
 	if ok, after := kaggle.Retryable(err); ok {
 		return &RetryError{After: after, Err: err}
+	}
+	if errors.As(err, &ae) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+		// Kaggle answered and refused (a 4xx, or an error in a 200 body),
+		// or its answer was unusable: asking again cannot help.
+		return r.fail(ctx, j, "Kaggle refused a request: "+userCause(err))
 	}
 	return err
 }

@@ -11,13 +11,15 @@ import (
 )
 
 const jobColumns = `id::text, coalesce(dataset_id::text, ''), base_model, hyperparameters::text, status, error,
-	kaggle_dataset_ref, kaggle_kernel_ref, kaggle_status, created_at, updated_at, started_at, finished_at`
+	kaggle_dataset_ref, kaggle_kernel_ref, kaggle_status, created_at, updated_at, started_at, finished_at,
+	kaggle_push_started_at`
 
 func scanJob(row scanner) (training.Job, error) {
 	var j training.Job
 	var hp, status string
 	err := row.Scan(&j.ID, &j.DatasetID, &j.BaseModel, &hp, &status, &j.Error,
-		&j.KaggleDataset, &j.KaggleKernel, &j.KaggleStatus, &j.CreatedAt, &j.UpdatedAt, &j.StartedAt, &j.FinishedAt)
+		&j.KaggleDataset, &j.KaggleKernel, &j.KaggleStatus, &j.CreatedAt, &j.UpdatedAt, &j.StartedAt, &j.FinishedAt,
+		&j.PushStartedAt)
 	if err != nil {
 		return j, err
 	}
@@ -33,6 +35,10 @@ func scanJob(row scanner) (training.Job, error) {
 	if j.FinishedAt != nil {
 		t := j.FinishedAt.UTC()
 		j.FinishedAt = &t
+	}
+	if j.PushStartedAt != nil {
+		t := j.PushStartedAt.UTC()
+		j.PushStartedAt = &t
 	}
 	return j, nil
 }
@@ -118,8 +124,24 @@ func (s *Store) GetJob(ctx context.Context, id string) (training.Job, error) {
 // updateJob is the one conditional UPDATE every job change goes through:
 // it applies only if the job is still in status from, so two writers (a
 // cancel and a worker) can never both win. It returns training.ErrStale
-// when the job is in another status, problem.ErrNotFound when it is gone.
+// when the job is in another status, problem.ErrNotFound when it is gone,
+// and training.ErrLeaseLost when upd's fence lease is no longer held.
 func updateJob(ctx context.Context, tx *Tx, id string, from, to training.Status, upd training.JobUpdate) (training.Job, error) {
+	if upd.Fence != nil {
+		// FOR SHARE holds the task row until commit: a claim (FOR UPDATE
+		// SKIP LOCKED) cannot take the lease over in between, and a claim
+		// that committed first has changed the token.
+		var held bool
+		err := tx.db.QueryRow(ctx, `
+			SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1 AND lease_token = $2 AND state = 'running' FOR SHARE)`,
+			upd.Fence.TaskID, upd.Fence.Token).Scan(&held)
+		if err != nil {
+			return training.Job{}, mapErr(err)
+		}
+		if !held {
+			return training.Job{}, fmt.Errorf("job %s: task %d: %w", id, upd.Fence.TaskID, training.ErrLeaseLost)
+		}
+	}
 	j, err := scanJob(tx.db.QueryRow(ctx, `
 		UPDATE jobs SET
 			status = $3,
@@ -129,10 +151,11 @@ func updateJob(ctx context.Context, tx *Tx, id string, from, to training.Status,
 			error = coalesce($4, error),
 			kaggle_dataset_ref = coalesce($5, kaggle_dataset_ref),
 			kaggle_kernel_ref = coalesce($6, kaggle_kernel_ref),
-			kaggle_status = coalesce($7, kaggle_status)
+			kaggle_status = coalesce($7, kaggle_status),
+			kaggle_push_started_at = CASE WHEN $8 THEN now() ELSE kaggle_push_started_at END
 		WHERE id = $1 AND status = $2
 		RETURNING `+jobColumns,
-		id, string(from), string(to), upd.Error, upd.KaggleDataset, upd.KaggleKernel, upd.KaggleStatus))
+		id, string(from), string(to), upd.Error, upd.KaggleDataset, upd.KaggleKernel, upd.KaggleStatus, upd.PushStarted))
 	if err == nil {
 		return j, nil
 	}
@@ -229,4 +252,73 @@ func (s *Store) CompleteJob(ctx context.Context, m training.Model) (training.Mod
 	m.CreatedAt = m.CreatedAt.UTC()
 	m.Metrics = metrics
 	return m, nil
+}
+
+// StrandedJobs returns up to limit unfinished jobs without a live (queued
+// or running) task of kind, oldest first, with their newest task's state.
+// One statement, so a job and its tasks are read from the same snapshot: a
+// job whose task is being handed from one state to another is never seen
+// without it. The live-task probe uses tasks_live_dedupe.
+func (s *Store) StrandedJobs(ctx context.Context, kind string, limit int) ([]training.StrandedJob, error) {
+	rows, err := s.db.Query(ctx, `
+		SELECT j.id::text, j.status, coalesce(t.state, ''), coalesce(t.attempts, 0), coalesce(t.last_error, '')
+		FROM jobs j
+		LEFT JOIN LATERAL (
+			SELECT state, attempts, last_error FROM tasks
+			WHERE kind = $1 AND dedupe_key = j.id::text
+			ORDER BY id DESC LIMIT 1
+		) t ON true
+		WHERE j.status = ANY($2)
+		  AND NOT EXISTS (
+			SELECT 1 FROM tasks
+			WHERE kind = $1 AND dedupe_key = j.id::text AND state IN ('queued', 'running'))
+		ORDER BY j.updated_at, j.id
+		LIMIT $3`, kind, unfinished(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("finding stranded jobs: %w", mapErr(err))
+	}
+	defer rows.Close()
+	var out []training.StrandedJob
+	for rows.Next() {
+		var sj training.StrandedJob
+		var status string
+		if err := rows.Scan(&sj.JobID, &status, &sj.TaskState, &sj.Attempts, &sj.LastError); err != nil {
+			return nil, fmt.Errorf("finding stranded jobs: %w", mapErr(err))
+		}
+		sj.Status = training.Status(status)
+		out = append(out, sj)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("finding stranded jobs: %w", mapErr(err))
+	}
+	return out, nil
+}
+
+// RequeueJob enqueues a task of kind for an unfinished job (its dedupe key
+// is the job id, so a live one is reused). It reports whether a task was
+// created; a finished or missing job gets none.
+func (s *Store) RequeueJob(ctx context.Context, kind, jobID string, payload []byte) (bool, error) {
+	if !training.ValidID(jobID) {
+		return false, fmt.Errorf("job %q: %w", jobID, problem.ErrNotFound)
+	}
+	var created bool
+	err := s.InTx(ctx, func(tx *Tx) error {
+		// The row lock orders this against a concurrent transition to a
+		// finished status.
+		var live bool
+		err := tx.db.QueryRow(ctx, `SELECT status = ANY($2) FROM jobs WHERE id = $1 FOR UPDATE`,
+			jobID, unfinished()).Scan(&live)
+		if err != nil {
+			return mapErr(err)
+		}
+		if !live {
+			return nil
+		}
+		_, created, err = tx.Enqueue(ctx, NewTask{Kind: kind, Payload: payload, DedupeKey: jobID, MaxAttempts: s.taskMaxAttempts})
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("requeueing job %s: %w", jobID, err)
+	}
+	return created, nil
 }

@@ -62,11 +62,29 @@ type JobUpdate struct {
 	KaggleDataset *string
 	KaggleKernel  *string
 	KaggleStatus  *string
+	// PushStarted records now as the time the kernel push started.
+	PushStarted bool
+	// Fence, when set, makes the write apply only while the worker still
+	// holds this task lease (ErrLeaseLost otherwise), in the same
+	// transaction: a worker whose lease expired while it talked to Kaggle
+	// cannot record what it did over the work of the worker that took the
+	// task over.
+	Fence *Lease
+}
+
+// Lease identifies one worker's claim of a task.
+type Lease struct {
+	TaskID int64
+	Token  string
 }
 
 // ErrStale means a conditional update found the job in another status than
 // expected: someone else (a cancel, another worker) changed it first.
 var ErrStale = errors.New("job status changed concurrently")
+
+// ErrLeaseLost means a fenced write was refused: the task's lease has
+// passed to another worker.
+var ErrLeaseLost = errors.New("the task's lease was lost to another worker")
 
 // ObjectInfo describes a stored object.
 type ObjectInfo struct {

@@ -37,6 +37,9 @@ type Job struct {
 	UpdatedAt       time.Time       `json:"updated_at"`
 	StartedAt       *time.Time      `json:"started_at,omitempty"`
 	FinishedAt      *time.Time      `json:"finished_at,omitempty"`
+	// PushStartedAt is when the runner last started pushing the kernel; a
+	// push may become visible on Kaggle a while after it was made.
+	PushStartedAt *time.Time `json:"-"`
 }
 
 // EventKind says what a job event records.
@@ -99,4 +102,17 @@ const TaskKind = "training.step"
 // TaskPayload is the payload of a TaskKind task.
 type TaskPayload struct {
 	JobID string `json:"job_id"`
+}
+
+// StrandedJob is an unfinished job that no live task will move again: its
+// task was dead-lettered without the job being failed (the database was
+// down when the queue gave up), or it has no task at all.
+type StrandedJob struct {
+	JobID  string
+	Status Status
+	// TaskState is the state of the job's newest task ("dead", "done"), or
+	// empty when it has none.
+	TaskState string
+	Attempts  int
+	LastError string
 }

@@ -19,6 +19,13 @@
 // counts as a failed attempt, so a task that crashes its worker every time
 // still ends in the dead-letter state.
 //
+// Whatever the path to the dead-letter state (a permanent error, the last
+// retry failing, or attempts used up by crashes), the kind's GiveUp hook
+// runs first, while the lease is still held, so the owner of the work can
+// record the failure (a job marked failed) before its task disappears from
+// the queue. If the hook fails (the database is down), nothing is written:
+// the lease expires and the next claim calls the hook again.
+//
 // Shutdown stops claiming, lets running handlers finish until its context
 // ends, then cancels them and releases their leases, so any instance picks
 // the tasks up again at once.
@@ -58,10 +65,26 @@ type Task struct {
 	DedupeKey   string
 	Attempts    int // failed attempts before this run
 	MaxAttempts int
+	// LeaseToken identifies this claim. A handler whose side effects must
+	// not overlap with a later claim's (after this one's lease expired)
+	// checks it in the transaction that records them.
+	LeaseToken string
+	// LastError is the error recorded by the previous failed attempt.
+	LastError string
 }
 
 // Handler runs one step of a task. It must return when ctx is cancelled.
 type Handler func(ctx context.Context, t Task) error
+
+// GiveUp is called when a task is about to be dead-lettered, with the
+// cause, while the task's lease is still held. An error leaves the task to
+// be claimed again (after its lease expires) and the hook called again.
+type GiveUp func(ctx context.Context, t Task, cause error) error
+
+// giveUpTries bounds the extra claims spent on a failing GiveUp hook for a
+// task whose attempts are used up; after them the task is dead-lettered
+// anyway and the owner's reconciliation has to finish the work.
+const giveUpTries = 3
 
 // Observer records task outcomes (implemented by the metrics package).
 type Observer interface {
@@ -127,6 +150,7 @@ type Pool struct {
 	log      *slog.Logger
 	opts     Options
 	handlers map[string]Handler
+	giveUps  map[string]GiveUp
 	kinds    []string
 
 	started   atomic.Bool
@@ -159,7 +183,7 @@ func New(q Queue, log *slog.Logger, opts Options) *Pool {
 	if opts.DepthInterval <= 0 {
 		opts.DepthInterval = 5 * time.Second
 	}
-	return &Pool{q: q, log: log, opts: opts, handlers: map[string]Handler{}}
+	return &Pool{q: q, log: log, opts: opts, handlers: map[string]Handler{}, giveUps: map[string]GiveUp{}}
 }
 
 // Handle registers h for kind. It must be called before Start.
@@ -170,6 +194,15 @@ func (p *Pool) Handle(kind string, h Handler) {
 	p.handlers[kind] = h
 	p.kinds = append(p.kinds, kind)
 	sort.Strings(p.kinds)
+}
+
+// HandleGiveUp registers g as kind's GiveUp hook. It must be called before
+// Start.
+func (p *Pool) HandleGiveUp(kind string, g GiveUp) {
+	if p.started.Load() {
+		panic("worker: HandleGiveUp called after Start")
+	}
+	p.giveUps[kind] = g
 }
 
 // Start launches the workers. With no handlers or no concurrency the pool
@@ -321,11 +354,17 @@ func (p *Pool) run(st *store.Task) {
 		return f(ctx)
 	}
 	if st.Attempts >= st.MaxAttempts {
-		// Reclaims used up the attempts: the task keeps killing its worker.
-		err := finish(func(ctx context.Context) error {
-			return p.q.KillTask(ctx, st.ID, st.LeaseToken, "lease expired on every attempt")
+		// Reclaims used up the attempts: the task keeps killing its worker
+		// (or the hook failed on an earlier claim). The handler is not run
+		// again.
+		cause := errors.New("the worker running this task stopped (crashed or lost its lease) on every attempt")
+		if st.LastError != "" {
+			cause = fmt.Errorf("%s; the last recorded error was: %s", cause, st.LastError)
+		}
+		outcome, err := p.deadLetter(log, st, cause, st.Attempts >= st.MaxAttempts+giveUpTries, func(ctx context.Context) error {
+			return p.q.KillTask(ctx, st.ID, st.LeaseToken, cause.Error())
 		})
-		p.outcome(log, st.Kind, OutcomeDead, 0, err)
+		p.outcome(log, st.Kind, outcome, 0, err)
 		return
 	}
 
@@ -366,9 +405,17 @@ func (p *Pool) run(st *store.Task) {
 			return p.q.RescheduleTask(c, st.ID, st.LeaseToken, resched.after)
 		})
 	case errors.As(err, &perm):
-		outcome = OutcomeDead
 		log.Error("task failed permanently", "error", err.Error())
-		ferr = finish(func(c context.Context) error { return p.q.KillTask(c, st.ID, st.LeaseToken, err.Error()) })
+		outcome, ferr = p.deadLetter(log, st, perm.err, false, func(c context.Context) error {
+			return p.q.KillTask(c, st.ID, st.LeaseToken, err.Error())
+		})
+	case st.Attempts+1 >= st.MaxAttempts:
+		attempt := st.Attempts + 1
+		log.Error("task failed its last attempt", "attempt", attempt, "error", err.Error())
+		outcome, ferr = p.deadLetter(log, st, err, false, func(c context.Context) error {
+			_, e := p.q.FailTask(c, st.ID, st.LeaseToken, 0, err.Error())
+			return e
+		})
 	default:
 		attempt := st.Attempts + 1
 		delay := p.opts.Backoff(attempt)
@@ -379,6 +426,8 @@ func (p *Pool) run(st *store.Task) {
 			return e
 		})
 		if dead {
+			// The task's maximum was lowered under it: no hook ran, the
+			// owner's reconciliation finishes the work.
 			outcome = OutcomeDead
 			log.Error("task dead-lettered after its last attempt", "attempt", attempt, "error", err.Error())
 		} else {
@@ -387,6 +436,39 @@ func (p *Pool) run(st *store.Task) {
 		}
 	}
 	p.outcome(log, st.Kind, outcome, elapsed, ferr)
+}
+
+// deadLetter runs the kind's GiveUp hook, then write (the dead-letter
+// write), each with a context of its own: state changes must land even
+// during shutdown. When the hook fails nothing is written unless force is
+// set: the lease expires, and the next claim, finding the attempts used
+// up, calls the hook again without running the handler.
+func (p *Pool) deadLetter(log *slog.Logger, st *store.Task, cause error, force bool, write func(ctx context.Context) error) (string, error) {
+	if g := p.giveUps[st.Kind]; g != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := p.callGiveUp(ctx, g, st, cause)
+		cancel()
+		if err != nil {
+			if !force {
+				log.Error("task give-up hook failed; the task will be claimed again", "error", err.Error())
+				return OutcomeRetry, nil
+			}
+			log.Error("task give-up hook failed again; dead-lettering the task anyway", "error", err.Error())
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return OutcomeDead, write(ctx)
+}
+
+// callGiveUp runs a GiveUp hook, turning a panic into an error.
+func (p *Pool) callGiveUp(ctx context.Context, g GiveUp, st *store.Task, cause error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("give-up hook panicked: %v", r)
+		}
+	}()
+	return g(ctx, taskOf(st), cause)
 }
 
 func (p *Pool) outcome(log *slog.Logger, kind, outcome string, d time.Duration, err error) {
@@ -413,10 +495,15 @@ func (p *Pool) call(ctx context.Context, st *store.Task) (err error) {
 			err = fmt.Errorf("handler panicked: %v", r)
 		}
 	}()
-	return p.handlers[st.Kind](ctx, Task{
+	return p.handlers[st.Kind](ctx, taskOf(st))
+}
+
+func taskOf(st *store.Task) Task {
+	return Task{
 		ID: st.ID, Kind: st.Kind, Payload: st.Payload, DedupeKey: st.DedupeKey,
 		Attempts: st.Attempts, MaxAttempts: st.MaxAttempts,
-	})
+		LeaseToken: st.LeaseToken, LastError: st.LastError,
+	}
 }
 
 // heartbeat extends the lease every Lease/3 until ctx ends. If the lease is

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -212,7 +213,8 @@ func TestRetryWithBackoffThenDeadLetter(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if fmt.Sprint(attempts) != "[0 1 2]" || fmt.Sprint(delays) != "[1 2 3]" {
+	// No backoff after the last attempt: there is no retry to delay.
+	if fmt.Sprint(attempts) != "[0 1 2]" || fmt.Sprint(delays) != "[1 2]" {
 		t.Fatalf("handler saw attempts %v, backoff asked for %v", attempts, delays)
 	}
 	if o.get(OutcomeRetry) != 2 || o.get(OutcomeDead) != 1 {
@@ -514,4 +516,160 @@ func helperProcess() int {
 	})
 	p.Start()
 	select {}
+}
+
+// crashClaims claims task id n times with a lease that expires at once and
+// never finishes it, as n instances that crashed mid-task would.
+func crashClaims(t *testing.T, s *store.Store, kind string, id int64, n int) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for claimed := 0; claimed < n; {
+		task, err := s.ClaimTask(context.Background(), []string{kind}, time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if task != nil {
+			if task.ID != id {
+				t.Fatalf("claimed task %d, want %d", task.ID, id)
+			}
+			claimed++
+			continue
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task %d not claimable after %d crashed claims", id, claimed)
+		}
+		time.Sleep(5 * time.Millisecond) // the 1 ms lease is expiring
+	}
+}
+
+// giveUps records the GiveUp calls of a kind and checks that each one runs
+// while the task is still leased to the caller.
+type giveUps struct {
+	s     *store.Store
+	mu    sync.Mutex
+	calls []string // the causes
+	fail  int      // fail this many calls first (the database is down)
+	bad   []string
+}
+
+func (g *giveUps) hook(ctx context.Context, task Task, cause error) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	cur, err := g.s.GetTask(ctx, task.ID)
+	if err != nil {
+		return err
+	}
+	if cur.State != store.TaskRunning || cur.LeaseToken != task.LeaseToken {
+		g.bad = append(g.bad, fmt.Sprintf("hook ran on a task in state %s, not leased to it", cur.State))
+	}
+	g.calls = append(g.calls, cause.Error())
+	if g.fail > 0 {
+		g.fail--
+		return errors.New("connection refused")
+	}
+	return nil
+}
+
+func (g *giveUps) get() ([]string, []string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.calls), slices.Clone(g.bad)
+}
+
+// TestGiveUpRunsOnEveryPathToTheDeadLetter: a permanent error, the last
+// retry failing, and attempts used up by crashed workers all call the
+// kind's GiveUp hook, with the cause, before the task is dead-lettered.
+// Crashed claims used to dead-letter the task without telling anyone, so a
+// job stayed queued forever.
+func TestGiveUpRunsOnEveryPathToTheDeadLetter(t *testing.T) {
+	s := openStore(t, testenv.NewDatabase(t))
+	g := &giveUps{s: s}
+	var handled sync.Map
+	p := newPool(t, s, fastOptions(nil))
+	h := func(ctx context.Context, task Task) error {
+		handled.Store(task.ID, true)
+		switch string(task.Payload) {
+		case `{"fail": "permanent"}`:
+			return Permanent(errors.New("dataset is gone"))
+		default:
+			return errors.New("upstream said no")
+		}
+	}
+	for _, kind := range []string{"k", "crashing"} {
+		p.Handle(kind, h)
+		p.HandleGiveUp(kind, g.hook)
+	}
+	ctx := context.Background()
+	permanent, _, err := s.Enqueue(ctx, store.NewTask{Kind: "k", Payload: []byte(`{"fail": "permanent"}`), MaxAttempts: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	retried := enqueue(t, s, "k", 2)
+	crashed := enqueue(t, s, "crashing", 2)
+	crashClaims(t, s, "crashing", crashed, 2)
+	// The third claim finds the attempts used up: the handler is not run.
+	p.Start()
+	for _, id := range []int64{permanent, retried, crashed} {
+		waitTask(t, s, id, store.TaskDead)
+	}
+	calls, bad := g.get()
+	if len(bad) > 0 {
+		t.Fatal(bad)
+	}
+	slices.Sort(calls)
+	want := []string{"dataset is gone", "the worker running this task stopped (crashed or lost its lease) on every attempt", "upstream said no"}
+	if !slices.Equal(calls, want) {
+		t.Errorf("give-up causes = %q, want %q", calls, want)
+	}
+	if _, ran := handled.Load(crashed); ran {
+		t.Error("the handler ran for a task whose attempts were used up")
+	}
+}
+
+// TestGiveUpFailureKeepsTheTask: when the hook cannot record the failure
+// (the database is down), the task is not dead-lettered; the next claim
+// calls the hook again, without running the handler again.
+func TestGiveUpFailureKeepsTheTask(t *testing.T) {
+	s := openStore(t, testenv.NewDatabase(t))
+	g := &giveUps{s: s, fail: 2}
+	var runs atomic.Int32
+	opts := fastOptions(nil)
+	opts.Lease = 300 * time.Millisecond
+	p := newPool(t, s, opts)
+	p.Handle("k", func(ctx context.Context, task Task) error {
+		runs.Add(1)
+		return errors.New("upstream said no")
+	})
+	p.HandleGiveUp("k", g.hook)
+	id := enqueue(t, s, "k", 1)
+	p.Start()
+	task := waitTask(t, s, id, store.TaskDead)
+	calls, bad := g.get()
+	if len(bad) > 0 {
+		t.Fatal(bad)
+	}
+	if len(calls) != 3 || runs.Load() != 1 {
+		t.Errorf("hook called %d times, handler %d times; want 3 (two failures, then success) and 1", len(calls), runs.Load())
+	}
+	if task.Attempts < 1 {
+		t.Errorf("dead task attempts = %d", task.Attempts)
+	}
+}
+
+// TestGiveUpFailingForeverStillEnds: a hook that never succeeds delays the
+// dead-letter by a bounded number of claims only.
+func TestGiveUpFailingForeverStillEnds(t *testing.T) {
+	s := openStore(t, testenv.NewDatabase(t))
+	g := &giveUps{s: s, fail: 1 << 30}
+	opts := fastOptions(nil)
+	opts.Lease = 200 * time.Millisecond
+	p := newPool(t, s, opts)
+	p.Handle("k", func(ctx context.Context, task Task) error { return Permanent(errors.New("no")) })
+	p.HandleGiveUp("k", g.hook)
+	id := enqueue(t, s, "k", 1)
+	p.Start()
+	waitTask(t, s, id, store.TaskDead)
+	if calls, _ := g.get(); len(calls) != 2+giveUpTries {
+		t.Errorf("hook called %d times, want %d (the handler's failure, then one per extra claim)", len(calls), 2+giveUpTries)
+	}
 }
