@@ -71,8 +71,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Observer:     m,
 	})
 	// Domain task handlers are registered here, before Start.
-	runner.FromConfig(cfg, st, bl, log).Register(pool)
+	rn := runner.FromConfig(cfg, st, bl, log)
+	rn.Register(pool)
 	pool.Start()
+	stopReconciler := startReconciler(rn, st, cfg.Training.ReconcileInterval)
+	defer stopReconciler() // on early returns; the normal path stops it in order below
 	m.WatchWorkerPool(func() metrics.WorkerPoolStats {
 		s := pool.Stats()
 		return metrics.WorkerPoolStats{Workers: s.Workers, Busy: s.Busy, Queued: s.Queued, Running: s.Running}
@@ -151,12 +154,25 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	_ = metricsSrv.Shutdown(deadline)
 	wg.Wait()
+	stopReconciler()
 	// 5. Close the database pool last: handlers and tasks are done with it.
 	st.Close()
 	storeOpen = false
 	log.Info("shutdown: database pool closed")
 	log.Info("shutdown: complete")
 	return runErr
+}
+
+// startReconciler runs the job reconciler until the returned function is
+// called; that function waits for it to stop and may be called again.
+func startReconciler(rn *runner.Runner, st *store.Store, every time.Duration) func() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rn.RunReconciler(ctx, st, every)
+	}()
+	return sync.OnceFunc(func() { cancel(); <-done })
 }
 
 // newServer applies the timeouts every listener needs, so a slow or idle

@@ -114,6 +114,9 @@ func (k Kaggle) Configured() bool {
 // Training limits what users may ask for.
 type Training struct {
 	MaxRuntime time.Duration
+	// ReconcileInterval is how often unfinished jobs without a live task
+	// are looked for and finished or requeued (JOB_RECONCILE_INTERVAL).
+	ReconcileInterval time.Duration
 	BaseModels []string
 }
 
@@ -423,6 +426,7 @@ func (p *parser) parse() Config {
 	}
 
 	c.Training.MaxRuntime = p.duration("JOB_MAX_RUNTIME", 12*time.Hour, time.Minute, 7*24*time.Hour)
+	c.Training.ReconcileInterval = p.duration("JOB_RECONCILE_INTERVAL", time.Minute, time.Second, time.Hour)
 	for _, m := range strings.Split(p.str("TRAINING_BASE_MODELS", DefaultBaseModels), ",") {
 		m = strings.TrimSpace(m)
 		if m == "" {

@@ -513,10 +513,10 @@ func (r *Runner) GiveUp(ctx context.Context, id string, cause error) error {
 // cleaned of URLs' secrets, control characters and excess length, since
 // its text was written for the operator.
 func userCause(err error) string {
-	var ae *kaggle.APIError
+	if msg, ok := kaggle.UserMessage(err); ok {
+		return msg
+	}
 	switch {
-	case errors.As(err, &ae):
-		return ae.Error()
 	case errors.Is(err, context.DeadlineExceeded):
 		return "a step did not finish in time"
 	}
@@ -552,25 +552,18 @@ func sanitize(s string) string {
 	return s
 }
 
-// classify decides what a failed step means for the job: credentials and
-// requests Kaggle refused fail it now, with Kaggle's own message; rate
+// classify decides what a failed step means for the job: anything Kaggle
+// refused for good (credentials, a rejected request with Kaggle's message,
+// a missing resource, an unusable answer) fails it now, saying so; rate
 // limits, server errors and network failures are retried (after the
 // server's Retry-After when it gave one).
 func (r *Runner) classify(ctx context.Context, j training.Job, err error) error {
-	var ae *kaggle.APIError
-	switch {
-	case errors.Is(err, kaggle.ErrUnauthorized):
-		return r.fail(ctx, j, "Kaggle refused the credentials (HTTP 401/403): check KAGGLE_USERNAME and KAGGLE_KEY or KAGGLE_API_TOKEN")
-	case errors.Is(err, kaggle.ErrNotConfigured):
-		return r.fail(ctx, j, "training backend not configured: Kaggle credentials are missing")
+	if kaggle.Permanent(err) {
+		msg, _ := kaggle.UserMessage(err)
+		return r.fail(ctx, j, msg)
 	}
 	if ok, after := kaggle.Retryable(err); ok {
 		return &RetryError{After: after, Err: err}
-	}
-	if errors.As(err, &ae) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
-		// Kaggle answered and refused (a 4xx, or an error in a 200 body),
-		// or its answer was unusable: asking again cannot help.
-		return r.fail(ctx, j, "Kaggle refused a request: "+userCause(err))
 	}
 	return err
 }

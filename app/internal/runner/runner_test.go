@@ -533,3 +533,27 @@ func TestHandleReschedulesOnRetryAfter(t *testing.T) {
 		t.Error("a malformed payload was accepted")
 	}
 }
+
+// TestRunnerKaggleRefusalFailsAtOnce: Kaggle refuses the push with a 400
+// and its {"code","message"} body. The job fails at once, with Kaggle's
+// message in its error and events; the push is not retried.
+func TestRunnerKaggleRefusalFailsAtOnce(t *testing.T) {
+	f := newFixture(t, nil)
+	f.emu.Inject(kaggletest.Fault{Path: "/kernels/push", Status: 400, Message: "kernel source must be less than 1 megabytes"})
+	j := f.newJob(t)
+	got, err := f.runUntil(t, f.runner, j.ID, nil)
+	if err != nil {
+		t.Fatalf("Step returned %v; a refusal must fail the job, not be retried", err)
+	}
+	const want = "Kaggle refused the kernel push (HTTP 400): kernel source must be less than 1 megabytes"
+	if got.Status != training.StatusFailed || got.Error != want {
+		t.Errorf("job = %s %q, want failed with %q", got.Status, got.Error, want)
+	}
+	evs, err := f.store.ListEvents(context.Background(), j.ID, 0, 100)
+	if err != nil || len(evs) == 0 || evs[len(evs)-1].Message != want {
+		t.Errorf("last event = %+v (%v), want the failure with Kaggle's message", evs[len(evs)-1], err)
+	}
+	if n := f.emu.Calls("/kernels/push"); n != 1 {
+		t.Errorf("%d pushes, want 1", n)
+	}
+}

@@ -473,3 +473,81 @@ func TestListQueriesUseTheirIndexes(t *testing.T) {
 		})
 	}
 }
+
+// TestFencedJobWritesNeedTheLease: a write fenced by a task lease applies
+// while that lease is held and is refused with ErrLeaseLost, changing
+// nothing, once another claim took the task over.
+func TestFencedJobWritesNeedTheLease(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	j := insertTestJob(t, s, insertTestDataset(t, s, "ds").ID)
+	first, err := s.ClaimTask(ctx, []string{training.TaskKind}, time.Hour)
+	if err != nil || first == nil {
+		t.Fatalf("claim: %v %v", first, err)
+	}
+	fence := &training.Lease{TaskID: first.ID, Token: first.LeaseToken}
+	got, err := s.Transition(ctx, j.ID, training.StatusQueued, training.StatusUploading, training.JobUpdate{Fence: fence}, "started")
+	if err != nil || got.Status != training.StatusUploading {
+		t.Fatalf("fenced transition under the lease: %v %v", got.Status, err)
+	}
+	got, err = s.UpdateJob(ctx, j.ID, training.StatusUploading, training.JobUpdate{Fence: fence, PushStarted: true}, training.EventLog, "")
+	if err != nil || got.PushStartedAt == nil {
+		t.Fatalf("recording the push start: %v %v", got.PushStartedAt, err)
+	}
+	// The lease passes to another worker.
+	if err := s.ReleaseTask(ctx, first.ID, first.LeaseToken); err != nil {
+		t.Fatal(err)
+	}
+	if second, err := s.ClaimTask(ctx, []string{training.TaskKind}, time.Hour); err != nil || second == nil {
+		t.Fatalf("re-claim: %v %v", second, err)
+	}
+	ref := "emu-user/kernel"
+	if _, err := s.Transition(ctx, j.ID, training.StatusUploading, training.StatusSubmitted, training.JobUpdate{Fence: fence, KaggleKernel: &ref}, "pushed"); !errors.Is(err, training.ErrLeaseLost) {
+		t.Errorf("stale fenced transition: err = %v, want ErrLeaseLost", err)
+	}
+	if _, err := s.UpdateJob(ctx, j.ID, training.StatusUploading, training.JobUpdate{Fence: fence, KaggleKernel: &ref}, training.EventLog, "x"); !errors.Is(err, training.ErrLeaseLost) {
+		t.Errorf("stale fenced update: err = %v, want ErrLeaseLost", err)
+	}
+	if got, _ := s.GetJob(ctx, j.ID); got.Status != training.StatusUploading || got.KaggleKernel != "" {
+		t.Errorf("a refused write changed the job: %s %q", got.Status, got.KaggleKernel)
+	}
+}
+
+// TestStrandedJobs lists unfinished jobs without a live task, with their
+// newest task's state, and requeues one.
+func TestStrandedJobs(t *testing.T) {
+	s := openTestStore(t)
+	ctx := context.Background()
+	ds := insertTestDataset(t, s, "ds").ID
+	insertTestJob(t, s, ds) // healthy: its task is live
+	dead := insertTestJob(t, s, ds)
+	for {
+		task, err := s.ClaimTask(ctx, []string{training.TaskKind}, time.Hour)
+		if err != nil || task == nil {
+			t.Fatalf("claim: %v %v", task, err)
+		}
+		if task.DedupeKey == dead.ID {
+			if err := s.KillTask(ctx, task.ID, task.LeaseToken, "boom"); err != nil {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	got, err := s.StrandedJobs(ctx, training.TaskKind, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].JobID != dead.ID || got[0].TaskState != TaskDead || got[0].LastError != "boom" || got[0].Status != training.StatusQueued {
+		t.Fatalf("stranded = %+v, want only job %s with its dead task", got, dead.ID)
+	}
+	created, err := s.RequeueJob(ctx, training.TaskKind, dead.ID, []byte(`{"job_id":"`+dead.ID+`"}`))
+	if err != nil || !created {
+		t.Fatalf("RequeueJob = %v, %v", created, err)
+	}
+	if created, err := s.RequeueJob(ctx, training.TaskKind, dead.ID, []byte(`{}`)); err != nil || created {
+		t.Errorf("second RequeueJob = %v, %v; want the live task reused", created, err)
+	}
+	if got, err := s.StrandedJobs(ctx, training.TaskKind, 10); err != nil || len(got) != 0 {
+		t.Errorf("after requeue: %+v %v", got, err)
+	}
+}

@@ -365,7 +365,10 @@ func TestShutdownReleasesLeasesForAnotherInstance(t *testing.T) {
 	if task.State != store.TaskQueued || task.LeaseToken != "" || task.Attempts != 0 {
 		t.Fatalf("after shutdown: %+v, want queued, no lease, no attempt", task)
 	}
-	if o1.get(OutcomeReleased) != 1 {
+	// At least the cancelled step's release; on a loaded machine a claim
+	// that was still in flight when shutdown began can pick the released
+	// task up and hand it back once more.
+	if o1.get(OutcomeReleased) < 1 || o1.get(OutcomeDone)+o1.get(OutcomeRetry)+o1.get(OutcomeDead) != 0 {
 		t.Fatalf("outcomes %v", o1.n)
 	}
 	p2 := newPool(t, s2, opts)
