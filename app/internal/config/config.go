@@ -117,7 +117,7 @@ type Training struct {
 	// ReconcileInterval is how often unfinished jobs without a live task
 	// are looked for and finished or requeued (JOB_RECONCILE_INTERVAL).
 	ReconcileInterval time.Duration
-	BaseModels []string
+	BaseModels        []string
 }
 
 // Production reports whether the strict production rules apply.
