@@ -36,6 +36,7 @@ type Kaggle interface {
 	KernelStatus(ctx context.Context, owner, slug string) (kaggle.KernelStatus, error)
 	KernelOutput(ctx context.Context, owner, slug string) (kaggle.KernelOutput, error)
 	Download(ctx context.Context, fileURL string) (io.ReadCloser, int64, error)
+	DeleteDataset(ctx context.Context, owner, slug string) error
 }
 
 // Config tunes the runner.
@@ -407,6 +408,7 @@ func (r *Runner) collect(ctx context.Context, j training.Job) error {
 		}
 		return err
 	}
+	r.deleteKaggleDataset(ctx, j)
 	return nil
 }
 
