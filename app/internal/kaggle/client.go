@@ -297,6 +297,7 @@ func (c *Client) finalError(cl call, apiErr *APIError, attempts int) *APIError {
 	if cl.policy == retryLookup && errors.Is(apiErr.Err, ErrNotFound) && attempts > 1 {
 		e := *apiErr
 		e.Err = fmt.Errorf("%w: still not visible after %d tries", ErrNotFound, attempts)
+		e.Message = cleanMessage(fmt.Sprintf("still not visible after %d tries (Kaggle said: %s)", attempts, apiErr.Message))
 		return &e
 	}
 	return apiErr

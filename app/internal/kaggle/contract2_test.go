@@ -75,6 +75,9 @@ func TestLookupGivesUpClearly(t *testing.T) {
 	if n := srv.Calls("/kernels/status"); n != 4 {
 		t.Errorf("calls: got %d, want MaxAttempts 4", n)
 	}
+	if msg, _ := kaggle.UserMessage(err); !strings.Contains(msg, "(HTTP 403): still not visible after 4 tries (Kaggle said: Permission denied)") {
+		t.Errorf("user message %q does not say the kernel stayed invisible", msg)
+	}
 }
 
 func sha(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }

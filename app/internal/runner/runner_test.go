@@ -419,8 +419,9 @@ func TestRunnerAdoptsDatasetOfLostCreateAnswer(t *testing.T) {
 	if err != nil || got.Status != training.StatusSucceeded {
 		t.Fatalf("status %s (%s) err %v, want succeeded", got.Status, got.Error, err)
 	}
-	if n := len(f.emu.Datasets()); n != 1 {
-		t.Errorf("%d Kaggle datasets, want 1", n)
+	// Created once (the lost answer's request), and deleted after success.
+	if n, left := f.emu.Calls("/datasets/create/new"), len(f.emu.Datasets()); n != 1 || left != 0 {
+		t.Errorf("%d dataset creates and %d datasets left, want 1 and 0", n, left)
 	}
 	if n := len(f.emu.Blobs()); n != 1 {
 		t.Errorf("%d blob uploads, want 1", n)
