@@ -117,7 +117,10 @@ type Training struct {
 	// ReconcileInterval is how often unfinished jobs without a live task
 	// are looked for and finished or requeued (JOB_RECONCILE_INTERVAL).
 	ReconcileInterval time.Duration
-	BaseModels        []string
+	// MaxOutputBytes caps what one job's kernel output may copy into its
+	// model (JOB_MAX_OUTPUT_BYTES).
+	MaxOutputBytes int64
+	BaseModels     []string
 }
 
 // Production reports whether the strict production rules apply.
@@ -427,6 +430,7 @@ func (p *parser) parse() Config {
 
 	c.Training.MaxRuntime = p.duration("JOB_MAX_RUNTIME", 12*time.Hour, time.Minute, 7*24*time.Hour)
 	c.Training.ReconcileInterval = p.duration("JOB_RECONCILE_INTERVAL", time.Minute, time.Second, time.Hour)
+	c.Training.MaxOutputBytes = p.integer("JOB_MAX_OUTPUT_BYTES", 2*gib, 1*mib, 100*gib)
 	for _, m := range strings.Split(p.str("TRAINING_BASE_MODELS", DefaultBaseModels), ",") {
 		m = strings.TrimSpace(m)
 		if m == "" {

@@ -6,14 +6,12 @@
 package runner
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"path"
 	"regexp"
 	"strings"
 	"time"
@@ -47,6 +45,10 @@ type Config struct {
 	// the time the job has waited, up to MaxPollInterval.
 	PollInterval    time.Duration
 	MaxPollInterval time.Duration
+	// MaxOutputBytes caps the bytes copied from a kernel's output into a
+	// model (JOB_MAX_OUTPUT_BYTES); a bigger output fails the job.
+	// Default DefaultMaxOutputBytes.
+	MaxOutputBytes int64
 	// PushGrace is how long after a kernel push started the runner waits
 	// for that kernel to become visible on Kaggle before it pushes again
 	// (the push's answer was lost, or the worker making it lost its task
@@ -81,6 +83,9 @@ func New(repo training.Repository, objects training.Objects, k Kaggle, cfg Confi
 	}
 	if cfg.MaxRuntime <= 0 {
 		cfg.MaxRuntime = 12 * time.Hour
+	}
+	if cfg.MaxOutputBytes <= 0 {
+		cfg.MaxOutputBytes = DefaultMaxOutputBytes
 	}
 	if cfg.PushGrace <= 0 {
 		cfg.PushGrace = 3 * time.Minute
@@ -346,101 +351,6 @@ func (r *Runner) recordLog(ctx context.Context, j training.Job, owner, s string)
 	}
 }
 
-// Output limits: a kernel's output is untrusted input.
-const (
-	maxMetricsBytes = 1 << 20
-	maxLogBytes     = 64 << 10
-	maxOutputFiles  = 200
-)
-
-func (r *Runner) collect(ctx context.Context, j training.Job) error {
-	owner, s, _ := strings.Cut(j.KaggleKernel, "/")
-	out, err := r.kaggle.KernelOutput(ctx, owner, s)
-	if err != nil {
-		return err
-	}
-	if len(out.Files) > maxOutputFiles {
-		return r.fail(ctx, j, fmt.Sprintf("the kernel wrote %d output files, more than the %d allowed", len(out.Files), maxOutputFiles))
-	}
-	if logText := kernelLog(out.Log); logText != "" {
-		if j, err = r.repo.UpdateJob(ctx, j.ID, training.StatusCollecting, training.JobUpdate{}, training.EventLog, logText); err != nil {
-			return err
-		}
-	}
-	prefix := "models/" + j.ID + "/"
-	metrics := json.RawMessage(`{}`)
-	for _, f := range out.Files {
-		name, ok := cleanOutputName(f.FileName)
-		if !ok {
-			r.log.Warn("skipping kernel output file with an unsafe name", "job_id", j.ID)
-			continue
-		}
-		var capture *cappedBuffer
-		if name == notebook.MetricsFile {
-			capture = &cappedBuffer{limit: maxMetricsBytes}
-		}
-		if err := r.copyOutput(ctx, f, prefix+name, capture); err != nil {
-			return err
-		}
-		if capture != nil && !capture.overflow && json.Valid(capture.Bytes()) && bytes.HasPrefix(bytes.TrimSpace(capture.Bytes()), []byte("{")) {
-			metrics = json.RawMessage(bytes.TrimSpace(capture.Bytes()))
-		}
-	}
-	objs, err := r.objects.List(ctx, prefix)
-	if err != nil {
-		return fmt.Errorf("listing model objects: %w", err)
-	}
-	m := training.Model{ID: training.NewID(), JobID: j.ID, BaseModel: j.BaseModel, Prefix: prefix, Metrics: metrics, Files: []training.ModelFile{}}
-	for _, o := range objs {
-		m.Files = append(m.Files, training.ModelFile{Name: strings.TrimPrefix(o.Key, prefix), SizeBytes: o.Size})
-		m.SizeBytes += o.Size
-	}
-	if _, err := r.repo.CompleteJob(ctx, m); err != nil {
-		if errors.Is(err, training.ErrStale) {
-			// Cancelled while collecting: the files belong to nobody —
-			// unless another worker collected them first and the job
-			// succeeded with them.
-			if cur, gerr := r.repo.GetJob(ctx, j.ID); gerr == nil && cur.Status != training.StatusSucceeded {
-				if rmErr := r.objects.RemovePrefix(ctx, prefix); rmErr != nil {
-					r.log.Error("removing output of a cancelled job failed", "job_id", j.ID, "error", rmErr.Error())
-				}
-			}
-		}
-		return err
-	}
-	r.deleteKaggleDataset(ctx, j)
-	return nil
-}
-
-func (r *Runner) copyOutput(ctx context.Context, f kaggle.OutputFile, key string, capture *cappedBuffer) error {
-	body, size, err := r.kaggle.Download(ctx, f.URL)
-	if err != nil {
-		return err
-	}
-	defer body.Close()
-	var src io.Reader = body
-	if capture != nil {
-		src = io.TeeReader(body, capture)
-	}
-	if err := r.objects.Put(ctx, key, src, size, "application/octet-stream"); err != nil {
-		return fmt.Errorf("storing kernel output: %w", err)
-	}
-	return nil
-}
-
-// cleanOutputName accepts relative slash-separated names that stay inside
-// the model's prefix.
-func cleanOutputName(name string) (string, bool) {
-	if name == "" || strings.HasPrefix(name, "/") || strings.ContainsAny(name, "\\\x00") {
-		return "", false
-	}
-	c := path.Clean(name)
-	if c != name || c == "." || c == ".." || strings.HasPrefix(c, "../") || len(c) > 512 {
-		return "", false
-	}
-	return c, true
-}
-
 // kernelLog turns Kaggle's log (a JSON array of {"stream_name","time","data"})
 // into plain text, capped. Anything unparseable is kept as is.
 func kernelLog(raw string) string {
@@ -464,20 +374,6 @@ func kernelLog(raw string) string {
 		text = "…" + text[len(text)-maxLogBytes:]
 	}
 	return strings.ToValidUTF8(text, "�")
-}
-
-type cappedBuffer struct {
-	bytes.Buffer
-	limit    int
-	overflow bool
-}
-
-func (c *cappedBuffer) Write(p []byte) (int, error) {
-	if c.Len()+len(p) > c.limit {
-		c.overflow = true
-		return len(p), nil
-	}
-	return c.Buffer.Write(p)
 }
 
 // fail moves an unfinished job to failed with a message for the user.

@@ -97,5 +97,5 @@ func KaggleConfig(cfg config.Config, log *slog.Logger) kaggle.Config {
 // KAGGLE_* settings, object storage through BlobObjects, and the runtime
 // limit from JOB_MAX_RUNTIME.
 func FromConfig(cfg config.Config, repo training.Repository, b *blob.Store, log *slog.Logger) *Runner {
-	return New(repo, BlobObjects(b), kaggle.New(KaggleConfig(cfg, log)), Config{MaxRuntime: cfg.Training.MaxRuntime, PollInterval: cfg.Kaggle.PollInterval}, log.With("component", "runner"))
+	return New(repo, BlobObjects(b), kaggle.New(KaggleConfig(cfg, log)), Config{MaxRuntime: cfg.Training.MaxRuntime, PollInterval: cfg.Kaggle.PollInterval, MaxOutputBytes: cfg.Training.MaxOutputBytes}, log.With("component", "runner"))
 }

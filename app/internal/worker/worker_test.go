@@ -548,7 +548,9 @@ func crashClaims(t *testing.T, s *store.Store, kind string, id int64, n int) {
 // giveUps records the GiveUp calls of a kind and checks that each one runs
 // while the task is still leased to the caller.
 type giveUps struct {
-	s     *store.Store
+	s interface {
+		GetTask(ctx context.Context, id int64) (*store.Task, error)
+	}
 	mu    sync.Mutex
 	calls []string // the causes
 	fail  int      // fail this many calls first (the database is down)
