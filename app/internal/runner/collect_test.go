@@ -19,7 +19,9 @@ func TestSelectOutputs(t *testing.T) {
 		{FileName: "adapter/adapter_model.safetensors", URL: "https://storage.example/b", Size: 100},
 		{FileName: "metrics.json", URL: "https://storage.example/c", Size: 10},
 	}
-	with := func(extra ...kaggle.OutputFile) []kaggle.OutputFile { return append(append([]kaggle.OutputFile{}, model...), extra...) }
+	with := func(extra ...kaggle.OutputFile) []kaggle.OutputFile {
+		return append(append([]kaggle.OutputFile{}, model...), extra...)
+	}
 	tests := []struct {
 		name        string
 		files       []kaggle.OutputFile
