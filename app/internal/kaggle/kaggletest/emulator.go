@@ -701,6 +701,10 @@ func only(method string, w http.ResponseWriter, r *http.Request, h http.HandlerF
 	h(w, r)
 }
 
+// authorized accepts what Kaggle's clients send: HTTP Basic with the
+// username and legacy key (kaggle_api_extended.py
+// _authenticate_with_legacy_apikey) or "Authorization: Bearer <token>"
+// (kagglesdk kaggle_http_client.py BearerAuth).
 func (e *Emulator) authorized(r *http.Request) bool {
 	e.mu.Lock()
 	user, key, token := e.opts.Username, e.opts.Key, e.opts.Token
@@ -807,7 +811,11 @@ type datasetNewRequest struct {
 }
 
 var (
-	slugRE     = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$`)
+	// slugRE is a URL name: lowercase letters, digits and dashes, at most
+	// 50 characters (kaggle_api_extended.py checks dataset slugs for 6-50).
+	slugRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,48}[a-z0-9]$`)
+	// licenseSet is the licenseName enum of DatasetNewRequest in the last
+	// v1 KaggleSwagger.yaml (default "unknown").
 	licenseSet = []string{"CC0-1.0", "CC-BY-SA-4.0", "GPL-2.0", "ODbL-1.0", "CC-BY-NC-SA-4.0", "unknown",
 		"DbCL-1.0", "CC-BY-SA-3.0", "copyright-authors", "other", "reddit-api", "world-bank"}
 )
@@ -823,11 +831,13 @@ func (e *Emulator) handleDatasetCreate(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"ref": "", "url": "", "status": "error", "error": msg})
 	}
 	switch {
+	// Title and slug lengths: kaggle_api_extended.py (dataset create
+	// validation, 6 to 50 characters each).
 	case len(req.Title) < 6 || len(req.Title) > 50:
 		fail("The dataset title must be between 6 and 50 characters")
 		return
-	case !slugRE.MatchString(req.Slug):
-		fail("The dataset slug must be 3 to 50 lowercase letters, digits or dashes")
+	case !slugRE.MatchString(req.Slug) || len(req.Slug) < 6:
+		fail("The dataset slug must be 6 to 50 lowercase letters, digits or dashes")
 		return
 	case req.OwnerSlug == "":
 		writeError(w, http.StatusBadRequest, "ownerSlug is required")
@@ -1029,6 +1039,8 @@ func (e *Emulator) handleKernelPush(w http.ResponseWriter, r *http.Request) {
 	e.pushes = append(e.pushes, Push{Ref: ref, Version: version, Accelerator: accel, Request: req})
 	writeJSON(w, http.StatusOK, map[string]any{
 		"ref": ref, "url": baseURL(r) + "/code/" + ref, "versionNumber": version, "error": nil,
+		// kagglesdk ApiSaveKernelResponse: Kaggle accepts the push but
+		// lists the sources it could not resolve.
 		"invalidTags": []string{}, "invalidDatasetSources": nonNil(invalid),
 		"invalidCompetitionSources": []string{}, "invalidKernelSources": []string{},
 	})

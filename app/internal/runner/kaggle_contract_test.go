@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"net/http"
 	"testing"
 
 	"github.com/finetune-studio/finetune-studio/app/internal/training"
@@ -20,5 +21,25 @@ func TestRunnerDeletesKaggleDatasetAfterSuccess(t *testing.T) {
 	}
 	if ds := f.emu.Datasets(); len(ds) != 0 {
 		t.Errorf("Kaggle datasets left after success: %+v, want none", ds)
+	}
+}
+
+// TestRunnerOutlastsBriefInvisibility: Kaggle answers 403 for the new
+// dataset and kernel for a moment after creating them. The job neither
+// fails nor pushes twice: its kernel is followed to the end.
+func TestRunnerOutlastsBriefInvisibility(t *testing.T) {
+	f := newFixture(t, nil)
+	f.emu.SetMissingStatus(http.StatusForbidden)
+	f.emu.SetInvisibleLookups(3)
+	j := f.newJob(t)
+	got, err := f.runUntil(t, f.runner, j.ID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != training.StatusSucceeded {
+		t.Fatalf("status %s (%s), want succeeded", got.Status, got.Error)
+	}
+	if n := f.pushes(j); n != 1 {
+		t.Errorf("kernel pushed %d times, want 1", n)
 	}
 }
