@@ -120,7 +120,7 @@ func (r *Runner) Step(ctx context.Context, id string) (time.Duration, error) {
 			return 0, nil
 		}
 		if j.StartedAt != nil && r.cfg.Now().Sub(*j.StartedAt) > r.cfg.MaxRuntime {
-			return 0, r.fail(ctx, j, fmt.Sprintf("timeout: the job ran longer than the maximum runtime of %s (JOB_MAX_RUNTIME)", r.cfg.MaxRuntime))
+			return 0, r.fail(ctx, j, fmt.Sprintf("timeout: the job ran longer than the maximum runtime of %s (JOB_MAX_RUNTIME)", r.cfg.MaxRuntime)+kernelLeftRunning(j))
 		}
 		var wait time.Duration
 		switch j.Status {
@@ -450,6 +450,17 @@ func sanitize(s string) string {
 	return s
 }
 
+// kernelLeftRunning tells the user, when a job ends while its kernel may
+// still run, that the run goes on: Kaggle's public API cannot stop a
+// kernel (docs/kaggle.md, "Clean-up on Kaggle"), so it keeps using the
+// account's GPU quota until it ends by itself or is stopped by hand.
+func kernelLeftRunning(j training.Job) string {
+	if j.KaggleKernel == "" || (j.Status != training.StatusSubmitted && j.Status != training.StatusRunning) {
+		return ""
+	}
+	return "; Kaggle's API cannot stop the kernel, so it may keep running (and using GPU quota) until it ends: stop it from https://www.kaggle.com/code/" + j.KaggleKernel
+}
+
 // classify decides what a failed step means for the job: anything Kaggle
 // refused for good (credentials, a rejected request with Kaggle's message,
 // a missing resource, an unusable answer) fails it now, saying so; rate
@@ -458,7 +469,7 @@ func sanitize(s string) string {
 func (r *Runner) classify(ctx context.Context, j training.Job, err error) error {
 	if kaggle.Permanent(err) {
 		msg, _ := kaggle.UserMessage(err)
-		return r.fail(ctx, j, msg)
+		return r.fail(ctx, j, msg+kernelLeftRunning(j))
 	}
 	if ok, after := kaggle.Retryable(err); ok {
 		return &RetryError{After: after, Err: err}

@@ -333,6 +333,10 @@ func TestRunnerTimeout(t *testing.T) {
 	if got.Status != training.StatusFailed || !strings.Contains(got.Error, "timeout") {
 		t.Errorf("job = %s %q, want failed with a timeout", got.Status, got.Error)
 	}
+	// The kernel cannot be stopped through the API: the user is told where.
+	if !strings.Contains(got.Error, "https://www.kaggle.com/code/"+got.KaggleKernel) {
+		t.Errorf("error %q does not say where to stop the kernel", got.Error)
+	}
 }
 
 func TestRunnerRestartResumesWithoutSecondPush(t *testing.T) {
