@@ -6,7 +6,7 @@
 # Usage: deploy/scripts/install-tools.sh [base|test|bench|containers|all]...
 #   base        Postgres, MinIO server (what `make run` needs)
 #   test        base + Pebble, pebble-challtestsrv, gitleaks, shellcheck,
-#               python3, zstd, brotli
+#               python3, python3-nbformat, zstd, brotli
 #   bench       test + wrk, vegeta, nginx (stock Caddy is built from
 #               edge/internal/stockcaddy by the benchmark itself)
 #   containers  podman, buildah, debootstrap, docker-compose, gitleaks, Pebble
@@ -71,10 +71,11 @@ install_base() {
 
 install_test() {
   install_base
-  # python3 parses and runs the generated training notebook's code in tests.
+  # python3 parses and runs the generated training notebook's code in tests,
+  # and python3-nbformat validates the notebook against Jupyter's schema.
   # zstd and brotli rebuild the edge's precompressed UI assets (make lint
   # checks them).
-  apt_install shellcheck python3 zstd brotli
+  apt_install shellcheck python3 python3-nbformat zstd brotli
   go_tool pebble github.com/letsencrypt/pebble/v2/cmd/pebble "$PEBBLE_VERSION"
   go_tool pebble-challtestsrv github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv "$PEBBLE_VERSION"
   go_tool gitleaks github.com/zricethezav/gitleaks/v8 "$GITLEAKS_VERSION"

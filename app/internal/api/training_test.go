@@ -400,6 +400,12 @@ func TestJobRequestsAreValidated(t *testing.T) {
 			`{"dataset_id":"` + d.ID + `","base_model":"` + model + `","hyperparameters":{"lora_rank":12,"epochs":0,"learning_rate":0.5,"max_seq_length":99999}}`,
 			422, "invalid", []string{"hyperparameters.lora_rank", "hyperparameters.epochs", "hyperparameters.learning_rate", "hyperparameters.max_seq_length"}},
 		{"base model not allowed", `{"dataset_id":"` + d.ID + `","base_model":"gpt-4"}`, 422, "invalid", []string{"base_model"}},
+		{"quantization unknown", `{"dataset_id":"` + d.ID + `","base_model":"` + model + `","hyperparameters":{"quantization":"8bit"}}`,
+			422, "invalid", []string{"hyperparameters.quantization"}},
+		// Refused before anything is pushed: 64 x 4096 tokens of logits alone
+		// exceed a 16 GB GPU.
+		{"does not fit the GPU", `{"dataset_id":"` + d.ID + `","base_model":"` + model + `","hyperparameters":{"batch_size":64,"max_seq_length":4096}}`,
+			422, "invalid", []string{"base_model", "hyperparameters.batch_size", "hyperparameters.max_seq_length", "hyperparameters.quantization"}},
 		{"missing fields", `{}`, 422, "invalid", []string{"dataset_id", "base_model"}},
 		{"malformed dataset id", `{"dataset_id":"abc","base_model":"` + model + `"}`, 422, "invalid", []string{"dataset_id"}},
 		{"unknown dataset", `{"dataset_id":"` + training.NewID() + `","base_model":"` + model + `"}`, 422, "invalid", []string{"dataset_id"}},
@@ -420,9 +426,18 @@ func TestJobRequestsAreValidated(t *testing.T) {
 	resp, b := post(`{"dataset_id":"` + d.ID + `","base_model":"` + model + `","hyperparameters":{"epochs":2}}`)
 	var j training.Job
 	expect(t, resp, b, http.StatusCreated, &j)
-	if j.Status != training.StatusQueued || j.Hyperparameters.Epochs != 2 || j.Hyperparameters.LoraRank != 16 {
+	if j.Status != training.StatusQueued || j.Hyperparameters.Epochs != 2 || j.Hyperparameters.LoraRank != 16 ||
+		j.Hyperparameters.Quantization != training.QuantizationNone {
 		t.Errorf("job = %+v", j)
 	}
+	var q training.Job
+	resp, b = post(`{"dataset_id":"` + d.ID + `","base_model":"` + model + `","hyperparameters":{"quantization":"4bit"}}`)
+	expect(t, resp, b, http.StatusCreated, &q)
+	if q.Hyperparameters.Quantization != training.Quantization4Bit {
+		t.Errorf("quantization = %q, want 4bit", q.Hyperparameters.Quantization)
+	}
+	resp, b = f.request(t, http.MethodPost, "/api/v1/jobs/"+q.ID+"/cancel", nil)
+	expect(t, resp, b, http.StatusOK, &q)
 
 	for _, tt := range []struct {
 		path   string

@@ -28,6 +28,7 @@ import (
 	"github.com/hashicorp/go-envparse"
 
 	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
+	"github.com/finetune-studio/finetune-studio/app/internal/training"
 )
 
 // Environments.
@@ -145,12 +146,6 @@ func (p Problems) Error() string {
 	}
 	return b.String()
 }
-
-// DefaultBaseModels is the allow-list used when TRAINING_BASE_MODELS is unset:
-// small instruction models that fit a LoRA run on a free Kaggle GPU.
-const DefaultBaseModels = "Qwen/Qwen2.5-0.5B-Instruct,Qwen/Qwen2.5-1.5B-Instruct," +
-	"HuggingFaceTB/SmolLM2-360M-Instruct,HuggingFaceTB/SmolLM2-1.7B-Instruct," +
-	"meta-llama/Llama-3.2-1B-Instruct,google/gemma-2-2b-it"
 
 // Load reads the process environment, with defaults from dotenvPath when that
 // file exists ("" skips it). On problems it returns the partly filled Config
@@ -431,13 +426,20 @@ func (p *parser) parse() Config {
 	c.Training.MaxRuntime = p.duration("JOB_MAX_RUNTIME", 12*time.Hour, time.Minute, 7*24*time.Hour)
 	c.Training.ReconcileInterval = p.duration("JOB_RECONCILE_INTERVAL", time.Minute, time.Second, time.Hour)
 	c.Training.MaxOutputBytes = p.integer("JOB_MAX_OUTPUT_BYTES", 2*gib, 1*mib, 100*gib)
-	for _, m := range strings.Split(p.str("TRAINING_BASE_MODELS", DefaultBaseModels), ",") {
+	// The allow-list holds only models the training package knows: each
+	// has a recorded size for the memory check, and none is gated.
+	defaultModels := strings.Join(training.DefaultBaseModelIDs(), ",")
+	for _, m := range strings.Split(p.str("TRAINING_BASE_MODELS", defaultModels), ",") {
 		m = strings.TrimSpace(m)
 		if m == "" {
 			continue
 		}
 		if !hfModelIDMatch(m) {
 			p.add("TRAINING_BASE_MODELS", "malformed: %q is not a model id like owner/name", m)
+			continue
+		}
+		if err := training.CheckBaseModel(m); err != nil {
+			p.add("TRAINING_BASE_MODELS", "unsupported: %v", err)
 			continue
 		}
 		c.Training.BaseModels = append(c.Training.BaseModels, m)

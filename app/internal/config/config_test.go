@@ -126,6 +126,30 @@ func TestCollectsEveryProblem(t *testing.T) {
 	}
 }
 
+// TestBaseModelsMustLoadWithoutAToken: a gated model (the old defaults
+// included two) or one without a recorded size stops the start.
+func TestBaseModelsMustLoadWithoutAToken(t *testing.T) {
+	for _, tc := range []struct{ models, want string }{
+		{"Qwen/Qwen2.5-0.5B-Instruct,meta-llama/Llama-3.2-1B-Instruct", "gated"},
+		{"google/gemma-2-2b-it", "gated"},
+		{"someone/unknown-model", "no recorded size"},
+	} {
+		env := valid()
+		env["TRAINING_BASE_MODELS"] = tc.models
+		_, err := Parse(env, nil)
+		p := problemsOf(t, err)
+		if !hasProblem(p, "TRAINING_BASE_MODELS", "unsupported") || !strings.Contains(p.Error(), tc.want) {
+			t.Errorf("%s: problems %v, want TRAINING_BASE_MODELS unsupported: ...%s...", tc.models, p, tc.want)
+		}
+	}
+	env := valid()
+	env["TRAINING_BASE_MODELS"] = "Qwen/Qwen2.5-7B-Instruct, HuggingFaceTB/SmolLM2-360M-Instruct"
+	c, err := Parse(env, nil)
+	if err != nil || len(c.Training.BaseModels) != 2 {
+		t.Fatalf("known models refused: %v %v", c.Training.BaseModels, err)
+	}
+}
+
 func TestProductionRefusesInsecureSettings(t *testing.T) {
 	if _, err := Parse(strongProduction(), nil); err != nil {
 		t.Fatalf("strong production config refused: %v", err)

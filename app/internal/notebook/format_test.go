@@ -17,6 +17,7 @@ import (
 const formatHarness = `
 import json, sys, types
 cells = json.load(sys.stdin)
+REJECT_SYSTEM = sys.argv[2] == "reject-system"
 sys.modules["torch"] = types.ModuleType("torch")
 transformers = types.ModuleType("transformers")
 
@@ -29,6 +30,9 @@ class Tokenizer:
         return {"input_ids": [ord(c) for c in text]}
 
     def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
+        # Like Gemma's template, which raises jinja2's TemplateError.
+        if REJECT_SYSTEM and any(m["role"] == "system" for m in messages):
+            raise Exception("System role not supported")
         text = "".join("[%s]%s" % (m["role"], m["content"]) for m in messages)
         return text + ("[assistant]" if add_generation_prompt else "")
 
@@ -53,6 +57,14 @@ json.dump({
 
 func runFormat(t *testing.T, spec Spec, records []map[string]any) (pairs [][2]string, examples []map[string][]int) {
 	t.Helper()
+	return runFormatWith(t, spec, records, "system-ok")
+}
+
+// runFormatWith runs the format cell with a stand-in tokenizer whose chat
+// template accepts a system role ("system-ok") or raises on one
+// ("reject-system").
+func runFormatWith(t *testing.T, spec Spec, records []map[string]any, template string) (pairs [][2]string, examples []map[string][]int) {
+	t.Helper()
 	k, err := Render(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +72,7 @@ func runFormat(t *testing.T, spec Spec, records []map[string]any) (pairs [][2]st
 	nb := parseNotebook(t, k.Notebook)
 	cells := map[string]string{}
 	for _, c := range nb.Cells {
-		cells[c.ID] = strings.Join(c.Source, "")
+		cells[c.ID] = c.Source
 	}
 	in, _ := json.Marshal(cells)
 	recs, _ := json.Marshal(records)
@@ -68,7 +80,7 @@ func runFormat(t *testing.T, spec Spec, records []map[string]any) (pairs [][2]st
 	if err != nil {
 		t.Fatalf("python3 is needed to run the generated code: %v", err)
 	}
-	cmd := exec.Command(py, "-c", formatHarness, string(recs))
+	cmd := exec.Command(py, "-c", formatHarness, string(recs), template)
 	cmd.Stdin = bytes.NewReader(in)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -164,5 +176,38 @@ func TestMaxSeqLengthTruncates(t *testing.T) {
 	}
 	if n := len(examples[0]["input_ids"]); n > 300 {
 		t.Fatalf("example has %d tokens, want at most 300", n)
+	}
+}
+
+// A chat template without a system role (Gemma's) gets the system turns
+// merged into the first user turn instead of failing the kernel.
+func TestChatSystemRoleMergedWhenTheTemplateRejectsIt(t *testing.T) {
+	spec := validSpec()
+	spec.Schema = string(dataset.SchemaChat)
+	records := []map[string]any{
+		{"messages": []map[string]string{
+			{"role": "system", "content": "Be brief."},
+			{"role": "user", "content": "Hi"},
+			{"role": "assistant", "content": "Hello!"},
+		}},
+		{"messages": []map[string]string{ // no system turn: unchanged
+			{"role": "user", "content": "Q"},
+			{"role": "assistant", "content": "A"},
+		}},
+		{"messages": []map[string]string{ // system only before the answer
+			{"role": "system", "content": "Rules."},
+			{"role": "assistant", "content": "Ok"},
+		}},
+	}
+	pairs, _ := runFormatWith(t, spec, records, "reject-system")
+	want := [][2]string{
+		{"[user]Be brief.\n\nHi[assistant]", "Hello!</s>"},
+		{"[user]Q[assistant]", "A</s>"},
+		{"[user]Rules.[assistant]", "Ok</s>"},
+	}
+	for i := range want {
+		if i >= len(pairs) || pairs[i] != want[i] {
+			t.Fatalf("record %d: got %q, want %q", i, pairs, want[i])
+		}
 	}
 }

@@ -151,6 +151,8 @@ func (s Spec) Validate() error {
 		"batch_size must be between %d and %d (got %d)", training.MinBatchSize, training.MaxBatchSize, h.BatchSize)
 	check(h.MaxSeqLength >= training.MinMaxSeqLength && h.MaxSeqLength <= training.MaxMaxSeqLength,
 		"max_seq_length must be between %d and %d (got %d)", training.MinMaxSeqLength, training.MaxMaxSeqLength, h.MaxSeqLength)
+	check(h.Quantization == training.QuantizationNone || h.Quantization == training.Quantization4Bit,
+		"quantization must be %q or %q (got %q)", training.QuantizationNone, training.Quantization4Bit, h.Quantization)
 	check(h.GradientAccumulationSteps >= 0 && h.GradientAccumulationSteps <= 64,
 		"gradient_accumulation_steps must be between 1 and 64 (got %d)", h.GradientAccumulationSteps)
 	check(h.WarmupRatio >= 0 && h.WarmupRatio <= 0.5, "warmup_ratio must be between 0 and 0.5 (got %g)", h.WarmupRatio)
@@ -187,6 +189,9 @@ func (s Spec) withDefaults() Spec {
 	if h.Seed == 0 {
 		h.Seed = 42
 	}
+	if h.Quantization == "" { // a job stored before quantization existed
+		h.Quantization = training.QuantizationNone
+	}
 	if s.KernelTitle == "" {
 		s.KernelTitle = s.KernelSlug
 	}
@@ -208,6 +213,8 @@ type trainConfig struct {
 	OutputDir       string          `json:"output_dir"`
 	AdapterDir      string          `json:"adapter_dir"`
 	MetricsFile     string          `json:"metrics_file"`
+	// FP16Unstable: compute in float32 where the GPU lacks bfloat16.
+	FP16Unstable bool `json:"fp16_unstable"`
 }
 
 // Render validates spec and renders its kernel.
@@ -222,6 +229,9 @@ func Render(spec Spec) (Kernel, error) {
 		Hyperparameters: spec.Hyperparameters,
 		OutputDir:       "/kaggle/working", AdapterDir: "/kaggle/working/" + AdapterDir,
 		MetricsFile: "/kaggle/working/" + MetricsFile,
+	}
+	if m, ok := training.LookupBaseModel(spec.BaseModel); ok {
+		cfg.FP16Unstable = m.FP16Unstable
 	}
 	literal, err := pythonStringLiteral(cfg)
 	if err != nil {
@@ -288,19 +298,14 @@ type ipynb struct {
 // encoding/json sorts map keys, so output stays deterministic.
 type cell map[string]any
 
+// A cell's source is one string, not nbformat's alternative list of lines:
+// Kaggle's official client joins each cell's lines before pushing, and the
+// server answered 500 to a list.
 func codeCell(id, src string) cell {
 	return cell{"cell_type": "code", "id": id, "execution_count": nil, "metadata": map[string]any{},
-		"outputs": []any{}, "source": splitLines(src)}
+		"outputs": []any{}, "source": strings.Trim(src, "\n")}
 }
 
 func markdownCell(id, src string) cell {
-	return cell{"cell_type": "markdown", "id": id, "metadata": map[string]any{}, "source": splitLines(src)}
-}
-
-// splitLines keeps the newline on every line but the last, as Jupyter does.
-func splitLines(src string) []string {
-	src = strings.TrimLeft(src, "\n")
-	src = strings.TrimRight(src, "\n")
-	lines := strings.SplitAfter(src, "\n")
-	return lines
+	return cell{"cell_type": "markdown", "id": id, "metadata": map[string]any{}, "source": strings.Trim(src, "\n")}
 }

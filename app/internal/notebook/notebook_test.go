@@ -40,7 +40,7 @@ type notebookDoc struct {
 	Cells         []struct {
 		CellType       string          `json:"cell_type"`
 		ID             string          `json:"id"`
-		Source         []string        `json:"source"`
+		Source         string          `json:"source"`
 		Outputs        []any           `json:"outputs"`
 		ExecutionCount json.RawMessage `json:"execution_count"`
 	} `json:"cells"`
@@ -79,20 +79,21 @@ func codeOf(nb notebookDoc) []string {
 	var out []string
 	for _, c := range nb.Cells {
 		if c.CellType == "code" {
-			out = append(out, strings.Join(c.Source, ""))
+			out = append(out, c.Source)
 		}
 	}
 	return out
 }
 
 // pythonCheck runs a Python program that reads the code cells on stdin. It
-// parses every cell with ast (syntax errors fail the test) and prints the
-// value of the CONFIG literal from the first cell, evaluated safely.
+// compiles every cell (syntax errors fail the test; the cells use no
+// IPython magics, so each is plain Python) and prints the value of the
+// CONFIG literal from the first cell, evaluated safely.
 const pythonCheck = `
 import ast, json, sys
 cells = json.load(sys.stdin)
 for i, src in enumerate(cells):
-    ast.parse(src, filename="cell%d" % i)
+    compile(src, "cell%d" % i, "exec")
 tree = ast.parse(cells[0])
 for node in ast.walk(tree):
     if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "CONFIG":

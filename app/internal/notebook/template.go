@@ -35,7 +35,10 @@ import importlib.util
 import subprocess
 import sys
 
-missing = [name for name in ("transformers", "peft", "accelerate") if importlib.util.find_spec(name) is None]
+needed = ["transformers", "peft", "accelerate"]
+if HP["quantization"] == "4bit":
+    needed.append("bitsandbytes")
+missing = [name for name in needed if importlib.util.find_spec(name) is None]
 if missing:
     subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet", *missing])
 `},
@@ -101,6 +104,29 @@ ALPACA_NO_INPUT = (
 )
 
 
+def merge_system(messages):
+    # Fold system turns into the first user turn, for chat templates that
+    # have no system role (Gemma's raises "System role not supported").
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
+    rest = [dict(m) for m in messages if m["role"] != "system"]
+    if not system:
+        return rest
+    for m in rest:
+        if m["role"] == "user":
+            m["content"] = system + "\n\n" + m["content"]
+            return rest
+    return [{"role": "user", "content": system}] + rest
+
+
+def apply_template(context, generation):
+    try:
+        return tokenizer.apply_chat_template(context, tokenize=False, add_generation_prompt=generation)
+    except Exception as err:  # jinja2's TemplateError, raised by the template itself
+        if "system" not in str(err).lower() or not any(m["role"] == "system" for m in context):
+            raise
+    return tokenizer.apply_chat_template(merge_system(context), tokenize=False, add_generation_prompt=generation)
+
+
 def format_chat(messages):
     messages = [{"role": m["role"], "content": m["content"]} for m in messages]
     if messages and messages[-1]["role"] == "assistant":
@@ -108,7 +134,7 @@ def format_chat(messages):
     else:
         context, answer = messages, ""
     if getattr(tokenizer, "chat_template", None):
-        prompt = tokenizer.apply_chat_template(context, tokenize=False, add_generation_prompt=bool(answer))
+        prompt = apply_template(context, bool(answer))
     else:
         prompt = "".join("<|%s|>\n%s\n" % (m["role"], m["content"]) for m in context)
         if answer:
@@ -186,20 +212,51 @@ def collate(batch):
         "attention_mask": torch.tensor(mask),
     }
 `},
+	{id: "precision", source: `
+# Precision follows the GPU the kernel got: bfloat16 where the GPU has it
+# (compute capability 8.0+); on a T4 or P100, which have none, float16 with
+# loss scaling, or float32 for a model that overflows in float16.
+import torch
+
+use_cuda = torch.cuda.is_available()
+if use_cuda and torch.cuda.is_bf16_supported():
+    PRECISION = "bf16"
+elif use_cuda and not CONFIG["fp16_unstable"]:
+    PRECISION = "fp16"
+else:
+    PRECISION = "fp32"
+DTYPE = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[PRECISION]
+QUANTIZE = HP["quantization"] == "4bit"
+if QUANTIZE and not use_cuda:
+    raise RuntimeError("4-bit quantization needs a CUDA GPU and this kernel has none: check the kernel's accelerator")
+print("gpu:", torch.cuda.get_device_name(0) if use_cuda else "none", "precision:", PRECISION, "quantization:", HP["quantization"])
+`},
 	{id: "model", source: `
-# Load the base model and wrap it with LoRA adapters.
+# Load the base model (public on Hugging Face: no token is needed or used)
+# and wrap it with LoRA adapters; with quantization "4bit" the frozen
+# weights are NF4 (QLoRA).
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM
 
-use_cuda = torch.cuda.is_available()
-model = AutoModelForCausalLM.from_pretrained(
-    CONFIG["base_model"],
-    torch_dtype=torch.float16 if use_cuda else torch.float32,
-    device_map="auto" if use_cuda else None,
-)
+load_args = {"torch_dtype": DTYPE, "device_map": "auto" if use_cuda else None}
+if QUANTIZE:
+    from transformers import BitsAndBytesConfig
+
+    load_args["quantization_config"] = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=DTYPE,
+    )
+model = AutoModelForCausalLM.from_pretrained(CONFIG["base_model"], **load_args)
 model.config.use_cache = False
-model.gradient_checkpointing_enable()
-model.enable_input_require_grads()
+if QUANTIZE:
+    from peft import prepare_model_for_kbit_training
+
+    model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+else:
+    model.gradient_checkpointing_enable()
+    model.enable_input_require_grads()
 lora = LoraConfig(
     r=HP["lora_rank"],
     lora_alpha=HP["lora_alpha"],
@@ -209,6 +266,8 @@ lora = LoraConfig(
     task_type="CAUSAL_LM",
 )
 model = get_peft_model(model, lora)
+# The adapters train in float32: the float16 loss scaler refuses float16
+# gradients.
 for param in model.parameters():
     if param.requires_grad:
         param.data = param.data.float()
@@ -234,7 +293,10 @@ args = dict(
     save_strategy="no",
     report_to="none",
     seed=HP["seed"],
-    fp16=use_cuda,
+    # fp16 makes the Trainer scale the loss (a dynamic GradScaler) so small
+    # float16 gradients do not underflow.
+    fp16=PRECISION == "fp16",
+    bf16=PRECISION == "bf16",
 )
 # transformers renamed evaluation_strategy to eval_strategy in 4.41.
 strategy_key = "eval_strategy" if "eval_strategy" in inspect.signature(TrainingArguments.__init__).parameters else "evaluation_strategy"
@@ -254,6 +316,11 @@ eval_loss = trainer.evaluate()["eval_loss"] if eval_examples else None
 `},
 	{id: "save", source: `
 # Write the adapter and the metrics Finetune Studio collects from the output.
+# A loss that overflowed means a useless adapter: fail the kernel instead.
+import math
+
+if not math.isfinite(result.training_loss):
+    raise RuntimeError("the training loss is %s (numeric overflow in %s): lower learning_rate" % (result.training_loss, PRECISION))
 os.makedirs(CONFIG["adapter_dir"], exist_ok=True)
 model.save_pretrained(CONFIG["adapter_dir"])
 metrics = {
@@ -269,6 +336,8 @@ metrics = {
     "global_step": int(result.global_step),
     "learning_rate": HP["learning_rate"],
     "lora_rank": HP["lora_rank"],
+    "precision": PRECISION,
+    "quantization": HP["quantization"],
     "log_history": trainer.state.log_history,
 }
 with open(CONFIG["metrics_file"], "w", encoding="utf-8") as f:

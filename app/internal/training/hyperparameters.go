@@ -18,6 +18,9 @@ type Hyperparameters struct {
 	LearningRate float64 `json:"learning_rate"`
 	BatchSize    int     `json:"batch_size"`
 	MaxSeqLength int     `json:"max_seq_length"`
+	// Quantization is QuantizationNone or Quantization4Bit (QLoRA). Jobs
+	// stored before it existed decode as "", which means none.
+	Quantization string `json:"quantization"`
 }
 
 // HyperparametersInput is what a client sends: every field optional, absent
@@ -30,6 +33,7 @@ type HyperparametersInput struct {
 	LearningRate *float64 `json:"learning_rate"`
 	BatchSize    *int     `json:"batch_size"`
 	MaxSeqLength *int     `json:"max_seq_length"`
+	Quantization *string  `json:"quantization"`
 }
 
 // DefaultHyperparameters are sensible LoRA settings for a small model.
@@ -42,6 +46,7 @@ func DefaultHyperparameters() Hyperparameters {
 		LearningRate: 2e-4,
 		BatchSize:    4,
 		MaxSeqLength: 1024,
+		Quantization: QuantizationNone,
 	}
 }
 
@@ -116,6 +121,12 @@ func (in *HyperparametersInput) Resolve() (Hyperparameters, []problem.Detail) {
 		h.MaxSeqLength = *in.MaxSeqLength
 		if h.MaxSeqLength < MinMaxSeqLength || h.MaxSeqLength > MaxMaxSeqLength {
 			bad("max_seq_length", "must be between %d and %d (got %d)", MinMaxSeqLength, MaxMaxSeqLength, h.MaxSeqLength)
+		}
+	}
+	if in.Quantization != nil {
+		h.Quantization = *in.Quantization
+		if h.Quantization != QuantizationNone && h.Quantization != Quantization4Bit {
+			bad("quantization", "must be %q or %q (got %q)", QuantizationNone, Quantization4Bit, h.Quantization)
 		}
 	}
 	return h, details

@@ -21,7 +21,7 @@ func TestHyperparametersResolve(t *testing.T) {
 			in: &HyperparametersInput{LoraRank: ptr(64), LoraAlpha: ptr(256), LoraDropout: ptr(0.5), Epochs: ptr(10),
 				LearningRate: ptr(1e-2), BatchSize: ptr(64), MaxSeqLength: ptr(4096)},
 			want: func(h *Hyperparameters) {
-				*h = Hyperparameters{LoraRank: 64, LoraAlpha: 256, LoraDropout: 0.5, Epochs: 10, LearningRate: 1e-2, BatchSize: 64, MaxSeqLength: 4096}
+				*h = Hyperparameters{LoraRank: 64, LoraAlpha: 256, LoraDropout: 0.5, Epochs: 10, LearningRate: 1e-2, BatchSize: 64, MaxSeqLength: 4096, Quantization: QuantizationNone}
 			},
 		},
 		{
@@ -29,7 +29,7 @@ func TestHyperparametersResolve(t *testing.T) {
 			in: &HyperparametersInput{LoraRank: ptr(4), LoraAlpha: ptr(1), LoraDropout: ptr(0.0), Epochs: ptr(1),
 				LearningRate: ptr(1e-9), BatchSize: ptr(1), MaxSeqLength: ptr(64)},
 			want: func(h *Hyperparameters) {
-				*h = Hyperparameters{LoraRank: 4, LoraAlpha: 1, LoraDropout: 0, Epochs: 1, LearningRate: 1e-9, BatchSize: 1, MaxSeqLength: 64}
+				*h = Hyperparameters{LoraRank: 4, LoraAlpha: 1, LoraDropout: 0, Epochs: 1, LearningRate: 1e-9, BatchSize: 1, MaxSeqLength: 64, Quantization: QuantizationNone}
 			},
 		},
 		{name: "rank not a power in the set", in: &HyperparametersInput{LoraRank: ptr(12)}, wantFields: []string{"hyperparameters.lora_rank"}},
@@ -44,6 +44,9 @@ func TestHyperparametersResolve(t *testing.T) {
 		{name: "batch too large", in: &HyperparametersInput{BatchSize: ptr(65)}, wantFields: []string{"hyperparameters.batch_size"}},
 		{name: "sequence too short", in: &HyperparametersInput{MaxSeqLength: ptr(63)}, wantFields: []string{"hyperparameters.max_seq_length"}},
 		{name: "sequence too long", in: &HyperparametersInput{MaxSeqLength: ptr(4097)}, wantFields: []string{"hyperparameters.max_seq_length"}},
+		{name: "quantization 4bit", in: &HyperparametersInput{Quantization: ptr("4bit")}, want: func(h *Hyperparameters) { h.Quantization = Quantization4Bit }},
+		{name: "quantization 8bit", in: &HyperparametersInput{Quantization: ptr("8bit")}, wantFields: []string{"hyperparameters.quantization"}},
+		{name: "quantization empty", in: &HyperparametersInput{Quantization: ptr("")}, wantFields: []string{"hyperparameters.quantization"}},
 		{
 			name:       "every problem reported at once",
 			in:         &HyperparametersInput{LoraRank: ptr(3), Epochs: ptr(100), LearningRate: ptr(1.0)},

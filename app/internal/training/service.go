@@ -110,6 +110,7 @@ type Service struct {
 	repo          Repository
 	objects       Objects
 	baseModels    []string
+	gpu           GPU
 	backendReady  bool
 	presignExpiry time.Duration
 	log           *slog.Logger
@@ -119,6 +120,9 @@ type Service struct {
 type ServiceConfig struct {
 	// BaseModels is the allow-list of models a job may fine-tune.
 	BaseModels []string
+	// MachineShape is the Kaggle machine shape jobs train on; the memory
+	// check plans for its GPU (MachineGPU).
+	MachineShape string
 	// BackendConfigured is false when no training backend credentials are
 	// set: jobs are then refused with 503 backend_not_configured.
 	BackendConfigured bool
@@ -132,6 +136,7 @@ func NewService(repo Repository, objects Objects, cfg ServiceConfig, log *slog.L
 		repo:          repo,
 		objects:       objects,
 		baseModels:    slices.Clone(cfg.BaseModels),
+		gpu:           MachineGPU(cfg.MachineShape),
 		backendReady:  cfg.BackendConfigured,
 		presignExpiry: cfg.PresignExpiry,
 		log:           log,
@@ -380,6 +385,15 @@ func (s *Service) CreateJob(ctx context.Context, in JobInput) (Job, error) {
 	}
 	hp, hpDetails := in.Hyperparameters.Resolve()
 	details = append(details, hpDetails...)
+	if len(details) == 0 {
+		// Checked before anything reaches Kaggle: a run that cannot fit the
+		// GPU would only end in "CUDA out of memory" after the model download.
+		if m, ok := LookupBaseModel(in.BaseModel); ok {
+			details = checkMemory(m, hp, s.gpu)
+		} else {
+			details = []problem.Detail{{Field: "base_model", Issue: CheckBaseModel(in.BaseModel).Error()}}
+		}
+	}
 	if len(details) > 0 {
 		return Job{}, problem.New(problem.CodeUnprocessable, "the job request is invalid").WithDetails(details...)
 	}
