@@ -219,6 +219,7 @@ func TestRenderRejectsInvalidSpecs(t *testing.T) {
 		{"dataset source without owner", func(s *Spec) { s.DatasetSource = "just-a-slug" }, "dataset source"},
 		{"kernel slug uppercase", func(s *Spec) { s.KernelSlug = "Bad_Slug" }, "kernel slug"},
 		{"dropout too high", func(s *Spec) { s.Hyperparameters.LoraDropout = 0.9 }, "lora_dropout"},
+		{"quantization unknown", func(s *Spec) { s.Hyperparameters.Quantization = "8bit" }, "quantization"},
 		{"alpha above the API's", func(s *Spec) { s.Hyperparameters.LoraAlpha = training.MaxLoraAlpha + 1 }, "lora_alpha"},
 		{"sequence above the API's", func(s *Spec) { s.Hyperparameters.MaxSeqLength = training.MaxMaxSeqLength + 1 }, "max_seq_length"},
 	} {

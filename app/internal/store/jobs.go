@@ -24,6 +24,8 @@ func scanJob(row scanner) (training.Job, error) {
 		return j, err
 	}
 	j.Status = training.Status(status)
+	// Jobs stored before quantization existed have none in their JSON.
+	j.Hyperparameters.Quantization = training.QuantizationNone
 	if err := json.Unmarshal([]byte(hp), &j.Hyperparameters); err != nil {
 		return j, fmt.Errorf("decoding hyperparameters of job %s: %w", j.ID, err)
 	}
