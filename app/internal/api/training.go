@@ -10,6 +10,7 @@ import (
 
 	"github.com/gorilla/mux"
 
+	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
 	"github.com/finetune-studio/finetune-studio/app/internal/problem"
 	"github.com/finetune-studio/finetune-studio/app/internal/runner"
 	"github.com/finetune-studio/finetune-studio/app/internal/training"
@@ -41,6 +42,7 @@ func (a *API) trainingRoutes() {
 	if a.store != nil && a.blob != nil {
 		h.svc = training.NewService(a.store, runner.BlobObjects(a.blob), training.ServiceConfig{
 			BaseModels: a.conf.Training.BaseModels,
+			GPU:        trainingGPU(a.conf.Kaggle.MachineShape),
 			// Kaggle names datasets and kernels after their owner, so a
 			// token alone is not enough: the username is needed too.
 			BackendConfigured: a.conf.Kaggle.Configured(),
@@ -148,4 +150,15 @@ func page(q url.Values) (training.Page, error) {
 type list[T any] struct {
 	Data       []T    `json:"data"`
 	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// trainingGPU is the memory plan's view of a Kaggle machine shape. Config
+// has checked the shape; a failed lookup leaves the zero GPU, which the
+// service plans as Kaggle's default T4.
+func trainingGPU(machineShape string) training.GPU {
+	shape, err := kaggle.LookupMachineShape(machineShape)
+	if err != nil {
+		return training.GPU{}
+	}
+	return training.GPU{Name: shape.Name, MemoryBytes: int64(shape.GPUMemoryGB) * 1e9, BF16: shape.BF16}
 }

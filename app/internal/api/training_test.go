@@ -786,3 +786,16 @@ func TestEventStreamHeartbeatAndClientGone(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// The memory plan uses the configured machine shape's card.
+func TestTrainingGPUFollowsTheMachineShape(t *testing.T) {
+	for shape, want := range map[string]training.GPU{
+		"NvidiaTeslaT4":   {Name: "NvidiaTeslaT4", MemoryBytes: 16e9},
+		"NvidiaL4":        {Name: "NvidiaL4", MemoryBytes: 24e9, BF16: true},
+		"NvidiaTeslaP100": {}, // refused by config; the service then plans the T4
+	} {
+		if got := trainingGPU(shape); got != want {
+			t.Errorf("%s: %+v, want %+v", shape, got, want)
+		}
+	}
+}

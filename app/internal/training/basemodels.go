@@ -109,13 +109,18 @@ const (
 type GPU struct {
 	// Name is Kaggle's machine shape.
 	Name string
-	// MemoryBytes is what one GPU offers to PyTorch. A shape with two GPUs
-	// is planned as one: the plan must hold on the first device.
+	// MemoryBytes is one card's nominal memory (16 GB is 16e9 bytes, about
+	// 14.9 GiB, near the 15 GiB PyTorch sees on a T4). A shape with two
+	// cards is planned as one: the run must fit the first device.
 	MemoryBytes int64
 	// BF16 is whether the GPU computes in bfloat16 (compute capability 8.0
 	// and later).
 	BF16 bool
 }
+
+// defaultGPU is Kaggle's default machine shape, NvidiaTeslaT4: 16 GB T4
+// cards, no bfloat16. ServiceConfig.GPU falls back to it.
+func defaultGPU() GPU { return GPU{Name: "NvidiaTeslaT4", MemoryBytes: 16e9} }
 
 // Precision names the compute dtype.
 func (g GPU) Precision(m BaseModel) string {
@@ -129,29 +134,6 @@ func (g GPU) Precision(m BaseModel) string {
 }
 
 const gib = 1 << 30
-
-// machineGPUs are Kaggle's GPU machine shapes. The T4 (Turing, 7.5) and the
-// P100 (Pascal, 6.0) have no bfloat16; PyTorch sees about 15 GiB of each
-// card's 16 GB.
-var machineGPUs = []GPU{
-	{Name: "NvidiaTeslaT4", MemoryBytes: 15 * gib},
-	{Name: "NvidiaTeslaP100", MemoryBytes: 15 * gib},
-	{Name: "NvidiaL4", MemoryBytes: 22 * gib, BF16: true},
-}
-
-// MachineGPU returns the GPU of a Kaggle machine shape. An unknown or empty
-// shape is planned as the T4, Kaggle's default and the smallest: the plan
-// then refuses too much rather than too little.
-func MachineGPU(shape string) GPU {
-	if i := slices.IndexFunc(machineGPUs, func(g GPU) bool { return g.Name == shape }); i >= 0 {
-		return machineGPUs[i]
-	}
-	g := machineGPUs[0]
-	if shape != "" {
-		g.Name = shape
-	}
-	return g
-}
 
 // EstimateTrainingMemory is the GPU memory, in bytes, that a LoRA run of m
 // with h needs on gpu: the notebook's own setup (gradient checkpointing,

@@ -14,7 +14,7 @@ import (
 // The defaults must never be refused: every default model trains with the
 // default hyperparameters on the default GPU.
 func TestDefaultModelsFitTheT4WithDefaults(t *testing.T) {
-	gpu := MachineGPU("")
+	gpu := defaultGPU()
 	for _, id := range DefaultBaseModelIDs() {
 		m, ok := LookupBaseModel(id)
 		if !ok {
@@ -26,7 +26,11 @@ func TestDefaultModelsFitTheT4WithDefaults(t *testing.T) {
 	}
 }
 
+// l4 is a 24 GB card with bfloat16, like Kaggle's NvidiaL4 shape.
+var l4 = GPU{Name: "NvidiaL4", MemoryBytes: 24e9, BF16: true}
+
 func TestMemoryPlan(t *testing.T) {
+	t4 := defaultGPU()
 	hp := func(batch, seq int, quant string) Hyperparameters {
 		h := DefaultHyperparameters()
 		h.BatchSize, h.MaxSeqLength, h.Quantization = batch, seq, quant
@@ -36,28 +40,26 @@ func TestMemoryPlan(t *testing.T) {
 		name  string
 		model string
 		h     Hyperparameters
-		shape string
+		gpu   GPU
 		fits  bool
 	}{
-		{"small model, long and wide", "HuggingFaceTB/SmolLM2-360M-Instruct", hp(8, 2048, QuantizationNone), "NvidiaTeslaT4", true},
+		{"small model, long and wide", "HuggingFaceTB/SmolLM2-360M-Instruct", hp(8, 2048, QuantizationNone), t4, true},
 		// Qwen's 152k vocabulary: 8 x 1024 tokens of float32 logits and
 		// their gradient are about 10 GB on their own.
-		{"big vocabulary, batch 8", "Qwen/Qwen2.5-1.5B-Instruct", hp(8, 1024, QuantizationNone), "NvidiaTeslaT4", false},
-		{"everything at the maximum", "Qwen/Qwen2.5-0.5B-Instruct", hp(MaxBatchSize, MaxMaxSeqLength, QuantizationNone), "NvidiaTeslaT4", false},
+		{"big vocabulary, batch 8", "Qwen/Qwen2.5-1.5B-Instruct", hp(8, 1024, QuantizationNone), t4, false},
+		{"everything at the maximum", "Qwen/Qwen2.5-0.5B-Instruct", hp(MaxBatchSize, MaxMaxSeqLength, QuantizationNone), t4, false},
 		// 7.6B parameters are 15 GB in 16 bits: only 4-bit fits.
-		{"7B in 16 bits", "Qwen/Qwen2.5-7B-Instruct", hp(1, 512, QuantizationNone), "NvidiaTeslaT4", false},
-		{"7B in 4 bits", "Qwen/Qwen2.5-7B-Instruct", hp(1, 1024, Quantization4Bit), "NvidiaTeslaT4", true},
-		{"7B in 4 bits, batch 4", "Qwen/Qwen2.5-7B-Instruct", hp(4, 1024, Quantization4Bit), "NvidiaTeslaT4", false},
-		{"P100 planned like the T4", "Qwen/Qwen2.5-1.5B-Instruct", hp(8, 1024, QuantizationNone), "NvidiaTeslaP100", false},
-		{"L4 has more memory", "Qwen/Qwen2.5-1.5B-Instruct", hp(8, 1024, QuantizationNone), "NvidiaL4", true},
-		{"unknown shape planned as the T4", "Qwen/Qwen2.5-1.5B-Instruct", hp(8, 1024, QuantizationNone), "SomeNewShape", false},
+		{"7B in 16 bits", "Qwen/Qwen2.5-7B-Instruct", hp(1, 512, QuantizationNone), t4, false},
+		{"7B in 4 bits", "Qwen/Qwen2.5-7B-Instruct", hp(1, 1024, Quantization4Bit), t4, true},
+		{"7B in 4 bits, batch 4", "Qwen/Qwen2.5-7B-Instruct", hp(4, 1024, Quantization4Bit), t4, false},
+		{"L4 has more memory", "Qwen/Qwen2.5-1.5B-Instruct", hp(8, 1024, QuantizationNone), l4, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, ok := LookupBaseModel(tc.model)
 			if !ok {
 				t.Fatalf("%s unknown", tc.model)
 			}
-			gpu := MachineGPU(tc.shape)
+			gpu := tc.gpu
 			need := EstimateTrainingMemory(m, tc.h, gpu)
 			details := checkMemory(m, tc.h, gpu)
 			t.Logf("%s on %s: %.1f GiB of %.1f GiB", tc.model, gpu.Name, float64(need)/gib, float64(gpu.MemoryBytes)/gib)
@@ -74,24 +76,23 @@ func TestMemoryPlan(t *testing.T) {
 func TestPrecisionFollowsTheGPU(t *testing.T) {
 	qwen, _ := LookupBaseModel("Qwen/Qwen2.5-0.5B-Instruct")
 	unstable, _ := LookupBaseModel("Qwen/Qwen2.5-7B-Instruct")
+	t4 := defaultGPU()
 	for _, tc := range []struct {
-		shape string
-		m     BaseModel
-		want  string
+		gpu  GPU
+		m    BaseModel
+		want string
 	}{
-		{"NvidiaTeslaT4", qwen, "fp16"},
-		{"NvidiaTeslaP100", qwen, "fp16"},
-		{"NvidiaTeslaT4", unstable, "fp32"},
-		{"NvidiaL4", qwen, "bf16"},
-		{"NvidiaL4", unstable, "bf16"},
+		{t4, qwen, "fp16"},
+		{t4, unstable, "fp32"},
+		{l4, qwen, "bf16"},
+		{l4, unstable, "bf16"},
 	} {
-		if got := MachineGPU(tc.shape).Precision(tc.m); got != tc.want {
-			t.Errorf("%s on %s: precision %s, want %s", tc.m.ID, tc.shape, got, tc.want)
+		if got := tc.gpu.Precision(tc.m); got != tc.want {
+			t.Errorf("%s on %s: precision %s, want %s", tc.m.ID, tc.gpu.Name, got, tc.want)
 		}
 	}
 	// float32 doubles what the activations and weights take.
 	h := DefaultHyperparameters()
-	t4, l4 := MachineGPU("NvidiaTeslaT4"), MachineGPU("NvidiaL4")
 	if a, b := EstimateTrainingMemory(unstable, h, t4), EstimateTrainingMemory(unstable, h, l4); a <= b {
 		t.Errorf("fp32 plan %d not above the bf16 plan %d", a, b)
 	}
@@ -114,9 +115,9 @@ func TestCheckBaseModel(t *testing.T) {
 // CreateJob refuses a run that cannot fit before it touches the store (the
 // service has none here) or Kaggle.
 func TestCreateJobRefusesWhatCannotFit(t *testing.T) {
-	s := NewService(nil, nil, ServiceConfig{
-		BaseModels: DefaultBaseModelIDs(), MachineShape: "NvidiaTeslaT4", BackendConfigured: true,
-	}, slog.New(slog.NewJSONHandler(io.Discard, nil)))
+	// No GPU configured: planned as Kaggle's default T4.
+	s := NewService(nil, nil, ServiceConfig{BaseModels: DefaultBaseModelIDs(), BackendConfigured: true},
+		slog.New(slog.NewJSONHandler(io.Discard, nil)))
 	batch, seq := 16, 2048
 	_, err := s.CreateJob(context.Background(), JobInput{
 		DatasetID: NewID(), BaseModel: "Qwen/Qwen2.5-1.5B-Instruct",

@@ -1,6 +1,7 @@
 package training
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -120,9 +121,9 @@ type Service struct {
 type ServiceConfig struct {
 	// BaseModels is the allow-list of models a job may fine-tune.
 	BaseModels []string
-	// MachineShape is the Kaggle machine shape jobs train on; the memory
-	// check plans for its GPU (MachineGPU).
-	MachineShape string
+	// GPU is what jobs train on (the configured Kaggle machine shape's);
+	// the memory check plans for it. Zero means Kaggle's default T4.
+	GPU GPU
 	// BackendConfigured is false when no training backend credentials are
 	// set: jobs are then refused with 503 backend_not_configured.
 	BackendConfigured bool
@@ -136,7 +137,7 @@ func NewService(repo Repository, objects Objects, cfg ServiceConfig, log *slog.L
 		repo:          repo,
 		objects:       objects,
 		baseModels:    slices.Clone(cfg.BaseModels),
-		gpu:           MachineGPU(cfg.MachineShape),
+		gpu:           cmp.Or(cfg.GPU, defaultGPU()),
 		backendReady:  cfg.BackendConfigured,
 		presignExpiry: cfg.PresignExpiry,
 		log:           log,
