@@ -17,6 +17,7 @@ import (
 	"github.com/finetune-studio/finetune-studio/app/internal/auth"
 	"github.com/finetune-studio/finetune-studio/app/internal/blob"
 	"github.com/finetune-studio/finetune-studio/app/internal/config"
+	"github.com/finetune-studio/finetune-studio/app/internal/feed"
 	"github.com/finetune-studio/finetune-studio/app/internal/health"
 	"github.com/finetune-studio/finetune-studio/app/internal/metrics"
 	"github.com/finetune-studio/finetune-studio/app/internal/retry"
@@ -88,8 +89,18 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		health.Check{Name: "workerPool", ComponentType: "component", Critical: true, Run: workerCheck(pool)},
 	)
 
+	// One LISTEN connection wakes every live event stream of this instance.
+	hub := feed.New(feed.Limits{Total: cfg.HTTP.MaxEventStreams, PerToken: cfg.HTTP.MaxEventStreamsPerToken})
+	listenCtx, stopListening := context.WithCancel(context.Background())
+	listenDone := make(chan struct{})
+	go func() {
+		defer close(listenDone)
+		st.ListenJobEvents(listenCtx, hub.WakeAll, hub.Notify)
+	}()
+	defer func() { stopListening(); <-listenDone }() // before the store closes; a no-op after step 4
+
 	a := api.New(api.Deps{
-		Config: cfg, Log: log, Auth: auth.New(st, auth.Options{Log: log.With("component", "auth")}), Health: checker, Metrics: m, Store: st, Blob: bl,
+		Config: cfg, Log: log, Feed: hub, Auth: auth.New(st, auth.Options{Log: log.With("component", "auth")}), Health: checker, Metrics: m, Store: st, Blob: bl,
 	})
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	srv := newServer(a.Handler(), errLog)
@@ -155,6 +166,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	_ = metricsSrv.Shutdown(deadline)
 	wg.Wait()
 	stopReconciler()
+	stopListening() // the streams are gone; stop the event listener
+	<-listenDone
 	// 5. Close the database pool last: handlers and tasks are done with it.
 	st.Close()
 	storeOpen = false

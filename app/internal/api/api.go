@@ -30,6 +30,7 @@ import (
 
 	"github.com/finetune-studio/finetune-studio/app/internal/blob"
 	"github.com/finetune-studio/finetune-studio/app/internal/config"
+	"github.com/finetune-studio/finetune-studio/app/internal/feed"
 	"github.com/finetune-studio/finetune-studio/app/internal/health"
 	"github.com/finetune-studio/finetune-studio/app/internal/problem"
 	"github.com/finetune-studio/finetune-studio/app/internal/store"
@@ -59,6 +60,9 @@ type Deps struct {
 	Metrics Observer
 	Store   *store.Store // nil in tests that need no database
 	Blob    *blob.Store  // nil in tests that need no object storage
+	// Feed wakes live event streams and caps them; fed by the store's
+	// job-event listener. Nil: streams answer 503.
+	Feed *feed.Hub
 }
 
 // API is the router and its dependencies.
@@ -70,6 +74,7 @@ type API struct {
 	metrics  Observer
 	store    *store.Store
 	blob     *blob.Store
+	feed     *feed.Hub
 	router   *mux.Router
 	stopping chan struct{}
 	handler  http.Handler
@@ -79,7 +84,7 @@ type API struct {
 func New(d Deps) *API {
 	a := &API{
 		conf: d.Config, log: d.Log, auth: d.Auth, health: d.Health,
-		metrics: d.Metrics, store: d.Store, blob: d.Blob,
+		metrics: d.Metrics, store: d.Store, blob: d.Blob, feed: d.Feed,
 		router:   mux.NewRouter(),
 		stopping: make(chan struct{}),
 	}

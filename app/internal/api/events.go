@@ -2,11 +2,14 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/finetune-studio/finetune-studio/app/internal/feed"
 	"github.com/finetune-studio/finetune-studio/app/internal/problem"
 	"github.com/finetune-studio/finetune-studio/app/internal/sse"
 	"github.com/finetune-studio/finetune-studio/app/internal/training"
@@ -64,12 +67,21 @@ func (h *trainingHandlers) listEvents(w http.ResponseWriter, r *http.Request) er
 	return writeJSON(w, http.StatusOK, out)
 }
 
+// streamRetryAfter is the Retry-After, in seconds, of a stream refused by
+// the caps: streams end when their clients leave, so a place frees soon.
+const streamRetryAfter = "10"
+
 // streamEvents sends a job's events as Server-Sent Events: every event has
 // its sequence number as id, so a client that reconnects with Last-Event-ID
 // (or ?after=) gets exactly the events it missed. Data is the event as
 // indented JSON, one "data:" line per JSON line. The stream ends with an
 // "end" event once the job has finished and every event was sent, and
 // otherwise runs until the client leaves or the server shuts down.
+//
+// The stream reads the database only when the feed wakes it (a committed
+// event of its job, or the listener reconnecting): an idle stream costs no
+// queries. It subscribes before its first read, so an event committed
+// after that read always wakes it.
 func (h *trainingHandlers) streamEvents(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathID(r, "job")
 	if err != nil {
@@ -88,12 +100,20 @@ func (h *trainingHandlers) streamEvents(w http.ResponseWriter, r *http.Request) 
 			return err
 		}
 	}
+	if h.a.feed == nil {
+		return problem.New(problem.CodeUnavailable, "live event streams are not available on this server; poll GET /api/v1/jobs/{id}/events")
+	}
 	ctx := r.Context()
 	job, err := h.svc.GetJob(ctx, id)
 	if err != nil {
 		return notFound(err, "job", id)
 	}
 	finished := job.Status.Terminal()
+	sub, err := h.a.feed.Subscribe(job.ID, TokenID(ctx))
+	if err != nil {
+		return h.streamRefused(w, err)
+	}
+	defer sub.Close()
 
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream; charset=utf-8")
@@ -110,10 +130,26 @@ func (h *trainingHandlers) streamEvents(w http.ResponseWriter, r *http.Request) 
 		return nil
 	}
 
-	poll := time.NewTicker(eventPollInterval)
-	defer poll.Stop()
 	heartbeat := time.NewTicker(heartbeatInterval)
 	defer heartbeat.Stop()
+	// news waits until the job may have new events (true) or the stream
+	// must end (false), keeping the connection alive meanwhile.
+	news := func() bool {
+		for {
+			select {
+			case <-ctx.Done():
+				return false
+			case <-h.a.Stopping():
+				return false
+			case <-heartbeat.C:
+				if sse.Comment(w, "heartbeat") != nil || Flush(w) != nil {
+					return false
+				}
+			case <-sub.Wake():
+				return true
+			}
+		}
+	}
 	for {
 		evs, err := h.svc.EventsAfter(ctx, job.ID, after, training.MaxPageLimit)
 		if err != nil {
@@ -148,16 +184,21 @@ func (h *trainingHandlers) streamEvents(w http.ResponseWriter, r *http.Request) 
 			_ = Flush(w)
 			return nil
 		}
-		select {
-		case <-ctx.Done():
+		if !news() {
 			return nil
-		case <-h.a.Stopping():
-			return nil
-		case <-heartbeat.C:
-			if sse.Comment(w, "heartbeat") != nil || Flush(w) != nil {
-				return nil
-			}
-		case <-poll.C:
 		}
 	}
+}
+
+// streamRefused answers a stream over the caps with 429 and Retry-After.
+func (h *trainingHandlers) streamRefused(w http.ResponseWriter, err error) error {
+	w.Header().Set("Retry-After", streamRetryAfter)
+	if errors.Is(err, feed.ErrTooManyTokenStreams) {
+		return problem.Wrap(err, problem.CodeRateLimited, fmt.Sprintf(
+			"this token already has %d live event streams open, the most allowed: close one, or retry after %s seconds",
+			h.a.conf.HTTP.MaxEventStreamsPerToken, streamRetryAfter))
+	}
+	return problem.Wrap(err, problem.CodeRateLimited, fmt.Sprintf(
+		"this server already has %d live event streams open, the most allowed: retry after %s seconds",
+		h.a.conf.HTTP.MaxEventStreams, streamRetryAfter))
 }

@@ -20,13 +20,9 @@ import (
 // file itself: the part headers and the name and description fields.
 const multipartOverhead = 64 << 10
 
-// SSE timing. Events are found by polling the job's event log by sequence
-// number: a primary-key range scan, cheap enough at this interval, and
-// unlike LISTEN/NOTIFY it needs no dedicated connection per stream.
-const (
-	eventPollInterval = 250 * time.Millisecond
-	heartbeatInterval = 15 * time.Second
-)
+// heartbeatInterval is how often an idle event stream sends a comment, so
+// proxies keep it open and a client that left is noticed.
+const heartbeatInterval = 15 * time.Second
 
 // trainingHandlers serve the product's routes: datasets, jobs, job events
 // and models.

@@ -21,6 +21,7 @@ import (
 	"github.com/finetune-studio/finetune-studio/app/internal/auth"
 	"github.com/finetune-studio/finetune-studio/app/internal/blob"
 	"github.com/finetune-studio/finetune-studio/app/internal/config"
+	"github.com/finetune-studio/finetune-studio/app/internal/feed"
 	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
 	"github.com/finetune-studio/finetune-studio/app/internal/kaggle/kaggletest"
 	"github.com/finetune-studio/finetune-studio/app/internal/runner"
@@ -43,6 +44,7 @@ type trainingFixture struct {
 	cfg    config.Config
 	logs   *testenv.SyncBuffer
 	dsn    string
+	hub    *feed.Hub
 	closed bool
 }
 
@@ -53,7 +55,9 @@ func newTrainingFixture(t testing.TB, withKaggle bool) *trainingFixture {
 	return newTrainingFixtureWith(t, withKaggle, testUploadLimit)
 }
 
-func newTrainingFixtureWith(t testing.TB, withKaggle bool, uploadLimit int64) *trainingFixture {
+// newTrainingFixtureWith takes extra environment variables as name, value
+// pairs.
+func newTrainingFixtureWith(t testing.TB, withKaggle bool, uploadLimit int64, extraEnv ...string) *trainingFixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -66,6 +70,9 @@ func newTrainingFixtureWith(t testing.TB, withKaggle bool, uploadLimit int64) *t
 		"S3_ACCESS_KEY": mio.AccessKey, "S3_SECRET_KEY": mio.SecretKey, "S3_BUCKET": bucket,
 		"S3_PUBLIC_URL": "https://files.example.test", "PRESIGN_EXPIRY": "90s",
 		"APP_MAX_UPLOAD_BYTES": fmt.Sprint(uploadLimit),
+	}
+	for i := 0; i+1 < len(extraEnv); i += 2 {
+		env[extraEnv[i]] = extraEnv[i+1]
 	}
 	emu := kaggletest.NewServer(t)
 	if withKaggle {
@@ -86,14 +93,24 @@ func newTrainingFixtureWith(t testing.TB, withKaggle bool, uploadLimit int64) *t
 		t.Fatal(err)
 	}
 	logs := &testenv.SyncBuffer{}
-	a := New(Deps{Config: cfg, Log: slog.New(slog.NewJSONHandler(logs, nil)), Auth: auth.New(st, auth.Options{}), Store: st, Blob: b})
+	// Live event streams are woken by the store's listener, as in serve.
+	hub := feed.New(feed.Limits{Total: cfg.HTTP.MaxEventStreams, PerToken: cfg.HTTP.MaxEventStreamsPerToken})
+	listenCtx, stopListening := context.WithCancel(context.Background())
+	listenDone := make(chan struct{})
+	go func() {
+		defer close(listenDone)
+		st.ListenJobEvents(listenCtx, hub.WakeAll, hub.Notify)
+	}()
+	a := New(Deps{Config: cfg, Log: slog.New(slog.NewJSONHandler(logs, nil)), Auth: auth.New(st, auth.Options{}), Store: st, Blob: b, Feed: hub})
 	srv := httptest.NewServer(a.Handler())
-	f := &trainingFixture{api: a, srv: srv, store: st, blob: b, emu: emu, token: token, cfg: cfg, logs: logs, dsn: dsn}
+	f := &trainingFixture{api: a, srv: srv, store: st, blob: b, emu: emu, token: token, cfg: cfg, logs: logs, dsn: dsn, hub: hub}
 	t.Cleanup(func() {
 		if !f.closed {
 			a.BeginShutdown()
 		}
 		srv.Close()
+		stopListening()
+		<-listenDone
 	})
 	return f
 }

@@ -59,6 +59,10 @@ type HTTP struct {
 	MaxBodyBytes    int64
 	MaxUploadBytes  int64
 	TrustedProxies  []netip.Prefix
+	// MaxEventStreams and MaxEventStreamsPerToken cap the live event
+	// streams open on this instance, in all and per API token.
+	MaxEventStreams         int
+	MaxEventStreamsPerToken int
 }
 
 // DB configures the Postgres pool.
@@ -367,6 +371,8 @@ func (p *parser) parse() Config {
 	c.HTTP.MaxBodyBytes = p.integer("APP_MAX_BODY_BYTES", 1*mib, 1*kib, 64*mib)
 	c.HTTP.MaxUploadBytes = p.integer("APP_MAX_UPLOAD_BYTES", 100*mib, 1*kib, 50*gib)
 	c.HTTP.TrustedProxies = p.prefixes("APP_TRUSTED_PROXIES")
+	c.HTTP.MaxEventStreams = int(p.integer("APP_MAX_EVENT_STREAMS", 1000, 1, 1_000_000))
+	c.HTTP.MaxEventStreamsPerToken = int(p.integer("APP_MAX_EVENT_STREAMS_PER_TOKEN", 50, 1, 1_000_000))
 
 	c.DB.URL = p.required("DATABASE_URL")
 	c.DB.MaxConns = int32(p.integer("DB_MAX_CONNS", 10, 2, 1000))

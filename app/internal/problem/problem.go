@@ -28,6 +28,7 @@ const (
 	CodeTooLarge         Code = "payload_too_large"      // 413
 	CodeUnsupportedMedia Code = "unsupported_media"      // 415
 	CodeUnprocessable    Code = "validation_failed"      // 422
+	CodeRateLimited      Code = "rate_limited"           // 429, with Retry-After
 	CodeInternal         Code = "internal"               // 500
 	CodeUnavailable      Code = "service_unavailable"    // 503
 	CodeNotConfigured    Code = "backend_not_configured" // 503
@@ -42,6 +43,7 @@ var statusOf = map[Code]int{
 	CodeTooLarge:         http.StatusRequestEntityTooLarge,
 	CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
 	CodeUnprocessable:    http.StatusUnprocessableEntity,
+	CodeRateLimited:      http.StatusTooManyRequests,
 	CodeInternal:         http.StatusInternalServerError,
 	CodeUnavailable:      http.StatusServiceUnavailable,
 	CodeNotConfigured:    http.StatusServiceUnavailable,

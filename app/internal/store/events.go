@@ -11,7 +11,8 @@ import (
 // insertEvent appends an event to a job's log. Callers have just updated
 // the job row in the same transaction, so they hold its lock: events of one
 // job are numbered and committed one at a time, and seq order is commit
-// order (an SSE reader polling "seq > last" never misses a late commit).
+// order (an SSE reader of "seq > last" never misses a late commit). The
+// job_events_notify trigger tells the event listener (ListenJobEvents).
 func insertEvent(ctx context.Context, tx *Tx, jobID string, kind training.EventKind, from, to training.Status, message string) error {
 	_, err := tx.db.Exec(ctx, `
 		INSERT INTO job_events (job_id, seq, kind, from_status, to_status, message)
