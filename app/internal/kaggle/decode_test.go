@@ -215,3 +215,24 @@ func FuzzDecoders(f *testing.F) {
 		_ = statusError("op", http.StatusTeapot, string(b), 0).Error()
 	})
 }
+
+func TestParseUploadRange(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"", 0, true},
+		{"bytes=0-99", 100, true},
+		{"bytes=0-0", 1, true},
+		{"bytes=0-999", 0, false}, // beyond the 500-byte object
+		{"bytes=5-9", 0, false},
+		{"bytes=0-x", 0, false},
+		{"items=0-9", 0, false},
+	} {
+		got, err := parseUploadRange(tc.in, 500)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("%q: got %d, %v; want %d, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+}

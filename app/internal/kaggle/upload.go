@@ -111,6 +111,10 @@ func (c *Client) resumableUpload(ctx context.Context, sessionURL string, size in
 		if done {
 			return nil
 		}
+		if next > bufStart+bufLen {
+			// The server claims bytes we never sent.
+			return &APIError{Op: op, Status: statusResumeIncomplete, Err: fmt.Errorf("%w: the upload session claims %d bytes, only %d were sent", ErrInvalidArgument, next, bufStart+bufLen)}
+		}
 		if next > acked {
 			failures = 0
 		} else {
