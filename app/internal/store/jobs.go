@@ -260,22 +260,28 @@ func (s *Store) CompleteJob(ctx context.Context, m training.Model) (training.Mod
 // or running) task of kind, oldest first, with their newest task's state.
 // One statement, so a job and its tasks are read from the same snapshot: a
 // job whose task is being handed from one state to another is never seen
-// without it. The live-task probe uses tasks_live_dedupe.
+// without it. The live-task probe uses tasks_live_dedupe; the newest-task
+// lookup (which no index serves) runs only for the few stranded jobs, hence
+// the materialized CTE.
 func (s *Store) StrandedJobs(ctx context.Context, kind string, limit int) ([]training.StrandedJob, error) {
 	rows, err := s.db.Query(ctx, `
-		SELECT j.id::text, j.status, coalesce(t.state, ''), coalesce(t.attempts, 0), coalesce(t.last_error, '')
-		FROM jobs j
+		WITH stranded AS MATERIALIZED (
+			SELECT j.id, j.status, j.updated_at FROM jobs j
+			WHERE j.status = ANY($2)
+			  AND NOT EXISTS (
+				SELECT 1 FROM tasks
+				WHERE kind = $1 AND dedupe_key = j.id::text AND state IN ('queued', 'running'))
+			ORDER BY j.updated_at, j.id
+			LIMIT $3
+		)
+		SELECT s.id::text, s.status, coalesce(t.state, ''), coalesce(t.attempts, 0), coalesce(t.last_error, '')
+		FROM stranded s
 		LEFT JOIN LATERAL (
 			SELECT state, attempts, last_error FROM tasks
-			WHERE kind = $1 AND dedupe_key = j.id::text
+			WHERE kind = $1 AND dedupe_key = s.id::text
 			ORDER BY id DESC LIMIT 1
 		) t ON true
-		WHERE j.status = ANY($2)
-		  AND NOT EXISTS (
-			SELECT 1 FROM tasks
-			WHERE kind = $1 AND dedupe_key = j.id::text AND state IN ('queued', 'running'))
-		ORDER BY j.updated_at, j.id
-		LIMIT $3`, kind, unfinished(), limit)
+		ORDER BY s.updated_at, s.id`, kind, unfinished(), limit)
 	if err != nil {
 		return nil, fmt.Errorf("finding stranded jobs: %w", mapErr(err))
 	}
