@@ -288,6 +288,7 @@ func TestServeEndToEnd(t *testing.T) {
 	}
 	a := startApp(t, env)
 	a.waitReady(t, "pass", 200)
+	waitEventListeners(t, env, 1) // serve wires the live-event listener
 	if _, stderr, code := runCmd(t, env, "healthcheck"); code != 0 {
 		t.Fatalf("healthcheck: exit %d\n%s", code, stderr)
 	}
@@ -382,6 +383,32 @@ func TestServeEndToEnd(t *testing.T) {
 		var m map[string]any
 		if err := json.Unmarshal([]byte(l), &m); err != nil {
 			t.Errorf("log line is not JSON: %q", l)
+		}
+	}
+}
+
+// waitEventListeners waits until the database has want connections of the
+// live-event listener (it connects in the background after startup).
+func waitEventListeners(t *testing.T, env map[string]string, want int) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, env["DATABASE_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		var n int
+		err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+			WHERE application_name = 'finetune-studio-listener' AND datname = current_database()`).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d event listener connections, want %d", n, want)
 		}
 	}
 }
