@@ -225,3 +225,25 @@ func TestTransientFailuresAreRetried(t *testing.T) {
 		}
 	}
 }
+
+// TestNetworkErrorsAreRetried: a connection closed without an answer is
+// retried like a server error; a push whose answer was lost this way is
+// not (the kernel may be running), and the error says to look first.
+func TestNetworkErrorsAreRetried(t *testing.T) {
+	srv := kaggletest.NewServer(t)
+	srv.SetKernelStatus(srv.Username()+"/busy", kaggle.KernelRunning, "")
+	srv.Inject(kaggletest.Fault{Path: "/kernels/status", Drop: true, Times: 2})
+	c, sl := newClient(t, srv, nil)
+	st, err := c.KernelStatus(ctxT(t), srv.Username(), "busy")
+	if err != nil || st.Status != kaggle.KernelRunning || len(sl.Delays()) != 2 {
+		t.Fatalf("got %+v %v after waits %v, want running after two retries", st, err, sl.Delays())
+	}
+	srv.Inject(kaggletest.Fault{Path: "/kernels/push", Drop: true, AfterHandling: true, Times: 1})
+	_, err = c.PushKernel(ctxT(t), kaggle.KernelPush{Owner: srv.Username(), Slug: "lost-answer", Text: notebookText, EnableGPU: true})
+	if ok, _ := kaggle.Retryable(err); err == nil || !ok || kaggle.Permanent(err) {
+		t.Fatalf("lost push answer: got %v, want a retryable, non-permanent error", err)
+	}
+	if n := srv.PushCount(srv.Username() + "/lost-answer"); n != 1 {
+		t.Errorf("kernel pushed %d times, want 1 (no blind retry)", n)
+	}
+}

@@ -114,6 +114,9 @@ type Fault struct {
 	// AfterHandling runs the real handler first and then answers Status,
 	// as if the answer of a processed request was lost.
 	AfterHandling bool
+	// Drop closes the connection without any answer (a network failure),
+	// after the real handler ran when AfterHandling is set.
+	Drop bool
 	// Times is how many matching requests the fault affects; 0 or less
 	// means all of them until ClearFaults.
 	Times int
@@ -604,12 +607,14 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if fault != nil && fault.Status != 0 && !fault.AfterHandling {
-		e.writeFault(w, fault)
-		return
-	}
-	if fault != nil && fault.Status != 0 && fault.AfterHandling {
-		e.route(discardWriter{h: http.Header{}}, r, path, api)
+	if fault != nil && (fault.Status != 0 || fault.Drop) {
+		if fault.AfterHandling {
+			e.route(discardWriter{h: http.Header{}}, r, path, api)
+		}
+		if fault.Drop {
+			hijackClose(w)
+			return
+		}
 		e.writeFault(w, fault)
 		return
 	}
