@@ -109,3 +109,38 @@ func TestStaleWorkerCannotPushOverTheNewOwner(t *testing.T) {
 func isReschedule(err error) bool {
 	return err != nil && strings.HasPrefix(err.Error(), "reschedule after ")
 }
+
+// racingCreate lets another worker's create of the same dataset land just
+// before ours, as when a worker that lost the task's lease was inside its
+// create while the new owner checked for the dataset.
+type racingCreate struct {
+	Kaggle
+	raced bool
+}
+
+func (r *racingCreate) CreateDataset(ctx context.Context, d kaggle.NewDataset) (string, error) {
+	if !r.raced {
+		r.raced = true
+		if _, err := r.Kaggle.CreateDataset(ctx, d); err != nil {
+			return "", err
+		}
+	}
+	return r.Kaggle.CreateDataset(ctx, d)
+}
+
+// TestDatasetCreatedMeanwhileIsAdopted: Kaggle refuses our create because
+// the slug was just taken by the stale worker's create; the job adopts
+// that dataset instead of failing.
+func TestDatasetCreatedMeanwhileIsAdopted(t *testing.T) {
+	f := newFixture(t, nil)
+	j := f.newJob(t)
+	k := &racingCreate{Kaggle: f.client}
+	r := New(f.store, f.objects, k, Config{MaxRuntime: time.Hour, PollInterval: time.Second, Now: f.clock.Now}, slog.New(slog.DiscardHandler))
+	got, err := f.runUntil(t, r, j.ID, nil)
+	if err != nil || got.Status != training.StatusSucceeded {
+		t.Fatalf("job %s (%s) err %v, want succeeded with the adopted dataset", got.Status, got.Error, err)
+	}
+	if !k.raced || f.emu.Calls("/datasets/create/new") != 2 {
+		t.Errorf("raced %v, %d creates; want the race and 2 creates", k.raced, f.emu.Calls("/datasets/create/new"))
+	}
+}

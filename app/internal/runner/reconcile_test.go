@@ -223,3 +223,24 @@ func TestReconcileFinishesStrandedJobs(t *testing.T) {
 		t.Errorf("requeued job: %s %v", got.Status, err)
 	}
 }
+
+// TestRunReconcilerPasses: the periodic loop finds a job stranded after it
+// started, and stops when its context ends.
+func TestRunReconcilerPasses(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); f.runner.RunReconciler(ctx, f.store, 20*time.Millisecond) }()
+	defer func() { cancel(); <-done }()
+	j := f.newJob(t)
+	task, err := f.store.ClaimTask(context.Background(), []string{training.TaskKind}, time.Hour)
+	if err != nil || task == nil {
+		t.Fatalf("claim: %v %v", task, err)
+	}
+	if err := f.store.KillTask(context.Background(), task.ID, task.LeaseToken, "lost"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.waitJob(t, j.ID); got.Status != training.StatusFailed || !strings.Contains(got.Error, "lost") {
+		t.Errorf("job = %s %q, want failed by the reconciler", got.Status, got.Error)
+	}
+}

@@ -299,6 +299,15 @@ func (r *Runner) createKaggleDataset(ctx context.Context, j training.Job, ds tra
 		Owner: owner, Slug: s, Title: "Finetune Studio job " + j.ID[:8], Private: true,
 		Files: []kaggle.UploadedFile{{Token: token, Name: name}},
 	})
+	if errors.Is(err, kaggle.ErrRejected) {
+		// Refused, perhaps because the slug was taken in the meantime by
+		// the create of a worker that lost this task's lease while making
+		// it: that dataset is this job's, so adopt it. Any other refusal
+		// stands.
+		if status, serr := r.kaggle.DatasetStatus(ctx, owner, s); serr == nil {
+			return owner + "/" + s, status, nil
+		}
+	}
 	return ref, "", err
 }
 
