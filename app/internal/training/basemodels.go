@@ -156,7 +156,7 @@ func EstimateTrainingMemory(m BaseModel, h Hyperparameters, gpu GPU) int64 {
 		// prepare_model_for_kbit_training casts them to float32.
 		weights = (m.Params-embedding)*413/800 + embedding*4
 	} else {
-		weights = m.Params * compute
+		weights = m.WeightBytes / 2 * compute // published in bf16, 2 bytes a weight
 	}
 	// LoRA on every linear layer (q, k, v, o, gate, up, down): rank x (in +
 	// out) each, float32 weight, gradient and two AdamW moments.

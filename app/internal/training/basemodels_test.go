@@ -20,6 +20,7 @@ func TestDefaultModelsFitTheT4WithDefaults(t *testing.T) {
 		if !ok {
 			t.Fatalf("default model %s has no recorded size", id)
 		}
+		t.Logf("%s with the defaults: %.1f GiB of %.1f GiB", id, float64(EstimateTrainingMemory(m, DefaultHyperparameters(), gpu))/gib, float64(gpu.MemoryBytes)/gib)
 		if d := checkMemory(m, DefaultHyperparameters(), gpu); d != nil {
 			t.Errorf("%s with the defaults refused on %s: %v", id, gpu.Name, d)
 		}
