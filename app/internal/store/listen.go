@@ -39,7 +39,7 @@ func (s *Store) ListenJobEvents(ctx context.Context, onConnect func(), onEvent f
 			return // ctx ended
 		}
 		onConnect()
-		err = receive(ctx, conn, onEvent)
+		err = s.receive(ctx, conn, onEvent)
 		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = conn.Close(closeCtx)
 		cancel()
@@ -73,18 +73,33 @@ func (s *Store) listen(ctx context.Context) (*pgx.Conn, error) {
 }
 
 // receive hands notifications to onEvent until the connection fails or ctx
-// ends.
-func receive(ctx context.Context, conn *pgx.Conn, onEvent func(jobID string)) error {
+// ends. A connection quiet for listenerPing is pinged: a half-open TCP
+// connection (a peer or NAT that vanished) would otherwise wait in silence
+// for as long as the kernel's keepalive takes, losing every notification.
+func (s *Store) receive(ctx context.Context, conn *pgx.Conn, onEvent func(jobID string)) error {
 	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+		waitCtx, cancel := context.WithTimeout(ctx, s.listenerPing)
+		n, err := conn.WaitForNotification(waitCtx)
+		cancel()
+		switch {
+		case err == nil:
+			if n.Channel == jobEventsChannel {
+				onEvent(n.Payload)
 			}
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case waitCtx.Err() != nil: // quiet, not broken: a read timeout leaves the connection usable
+			pingCtx, cancel := context.WithTimeout(ctx, s.listenerPing)
+			err := conn.Ping(pingCtx)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("pinging the event listener's connection: %w", mapErr(err))
+			}
+		default:
 			return mapErr(err)
-		}
-		if n.Channel == jobEventsChannel {
-			onEvent(n.Payload)
 		}
 	}
 }

@@ -49,6 +49,10 @@ type Options struct {
 	// TaskMaxAttempts bounds the failed (not rescheduled) runs of the tasks
 	// the store enqueues (WORKER_MAX_ATTEMPTS). Default 10.
 	TaskMaxAttempts int
+	// ListenerPing is how long the event listener's connection may stay
+	// quiet before it is pinged, and how long the ping may take. Default
+	// 30 s.
+	ListenerPing time.Duration
 }
 
 // Store is the database handle shared by every request and worker.
@@ -60,6 +64,8 @@ type Store struct {
 	log      *slog.Logger
 	// taskMaxAttempts is Options.TaskMaxAttempts with its default.
 	taskMaxAttempts int
+	// listenerPing is Options.ListenerPing with its default.
+	listenerPing time.Duration
 }
 
 // querier is what a query needs; both the pool and a transaction have it.
@@ -92,9 +98,12 @@ func Open(ctx context.Context, opts Options, log *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating database pool: %w", err)
 	}
-	s := &Store{pool: pool, db: pool, log: log, taskMaxAttempts: opts.TaskMaxAttempts}
+	s := &Store{pool: pool, db: pool, log: log, taskMaxAttempts: opts.TaskMaxAttempts, listenerPing: opts.ListenerPing}
 	if s.taskMaxAttempts <= 0 {
 		s.taskMaxAttempts = 10
+	}
+	if s.listenerPing <= 0 {
+		s.listenerPing = 30 * time.Second
 	}
 	if err := s.waitReady(ctx); err != nil {
 		pool.Close()
