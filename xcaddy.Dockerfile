@@ -74,6 +74,8 @@ USER 65532:65532
 # 80 and 443 need net.ipv4.ip_unprivileged_port_start=0 for a non-root
 # process (Docker sets it by default; the compose file sets it explicitly).
 EXPOSE 80 443 443/udp
+# Liveness: the edge itself answers on its internal listener (/livez). The
+# app's and the certificates' state is readiness (`caddy healthcheck --ready`).
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["/usr/bin/caddy", "healthcheck"]
 ENTRYPOINT ["/usr/bin/caddy"]

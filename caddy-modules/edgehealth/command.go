@@ -16,15 +16,24 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "healthcheck",
-		Usage: "[--url <url>] [--timeout <duration>]",
-		Short: "Exits 0 if the edge's health endpoint reports pass or warn",
+		Usage: "[--ready] [--url <url>] [--timeout <duration>]",
+		Short: "Exits 0 if the edge is live (or, with --ready, ready)",
 		Long: `
-Asks the edge's own health endpoint and exits 0 only if it answers 200 with
-an application/health+json status of "pass" or "warn"; otherwise prints why
-and exits 1. Meant for container HEALTHCHECKs in images without a shell or
-curl. The URL defaults to $EDGE_HEALTHCHECK_URL, then to the internal
-listener at http://127.0.0.1:9180/health.`,
+Asks one of the edge's own health endpoints and exits 0 only if it answers
+200 with an application/health+json status of "pass" or "warn"; otherwise
+prints why and exits 1. Meant for container HEALTHCHECKs in images without
+a shell or curl.
+
+Without --ready it asks the liveness endpoint, which passes while the edge
+serves, whatever the app and the certificates: an orchestrator restarting
+on it restarts a broken edge, never a healthy proxy in front of a broken
+app. With --ready it asks the full health endpoint, which fails when no
+app instance is healthy or a certificate has (nearly) expired.
+
+The URL is --url, else $EDGE_HEALTHCHECK_URL, else the internal listener:
+http://127.0.0.1:9180/livez (or /health with --ready).`,
 		CobraFunc: func(cmd *cobra.Command) {
+			cmd.Flags().Bool("ready", false, "ask readiness (/health) instead of liveness (/livez)")
 			cmd.Flags().String("url", "", "health endpoint URL")
 			cmd.Flags().Duration("timeout", 5*time.Second, "give up after this long")
 			cmd.RunE = caddycmd.WrapCommandFuncForCobra(cmdHealthcheck)
@@ -32,23 +41,35 @@ listener at http://127.0.0.1:9180/health.`,
 	})
 }
 
-const defaultHealthcheckURL = "http://127.0.0.1:9180/health"
+// The internal listener's health endpoints.
+const (
+	defaultLivenessURL  = "http://127.0.0.1:9180/livez"
+	defaultReadinessURL = "http://127.0.0.1:9180/health"
+)
 
 func cmdHealthcheck(fl caddycmd.Flags) (int, error) {
-	url := fl.String("url")
-	if url == "" {
-		url = os.Getenv("EDGE_HEALTHCHECK_URL")
-	}
-	if url == "" {
-		url = defaultHealthcheckURL
-	}
-	timeout := fl.Duration("timeout")
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	url := healthcheckURL(fl.String("url"), os.Getenv("EDGE_HEALTHCHECK_URL"), fl.Bool("ready"))
+	ctx, cancel := context.WithTimeout(context.Background(), fl.Duration("timeout"))
 	defer cancel()
 	if err := healthcheck(ctx, url); err != nil {
 		return 1, err
 	}
 	return 0, nil
+}
+
+// healthcheckURL picks the URL to ask: the flag, the environment, then
+// the default endpoint for liveness or readiness.
+func healthcheckURL(flag, env string, ready bool) string {
+	switch {
+	case flag != "":
+		return flag
+	case env != "":
+		return env
+	case ready:
+		return defaultReadinessURL
+	default:
+		return defaultLivenessURL
+	}
 }
 
 // healthcheck returns nil when url answers 200 with status pass or warn.

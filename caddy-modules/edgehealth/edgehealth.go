@@ -1,27 +1,28 @@
 // Package edgehealth is a Caddy HTTP handler that answers the edge's
-// health endpoint for monitors, in the application/health+json format of
+// health endpoints for monitors, in the application/health+json format of
 // draft-inadarei-api-health-check.
 //
-// It reports the edge itself, the readiness of the upstream app instances
-// (their /readyz, with a short timeout, cached so a monitor hammering the
-// endpoint cannot hammer the app) and the days left on every managed
-// certificate. The answer names no upstream host and carries no error
-// strings: it is public.
+// It reads what the edge already knows instead of asking anyone again: the
+// health of the reverse proxy's upstreams as the proxy's own active and
+// passive checks see it, and the expiry of every managed certificate judged
+// against its lifetime. One handler answers one of three reports: liveness
+// (the edge itself), status (overall status only, safe to publish) and full
+// (every check, for the internal listener).
 package edgehealth
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
+	"sort"
 	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+	"github.com/caddyserver/caddy/v2/modules/caddytls"
 	"go.uber.org/zap"
 
 	"github.com/finetune-studio/finetune-studio/caddy-modules/certmetrics"
@@ -31,39 +32,57 @@ func init() {
 	caddy.RegisterModule(Handler{})
 }
 
+// Report kinds.
+const (
+	// ReportLiveness answers pass while the edge serves HTTP, whatever the
+	// app or the certificates: what a container HEALTHCHECK restarts on.
+	ReportLiveness = "liveness"
+	// ReportStatus answers the overall status only (and 503 on fail): what
+	// a public monitor needs, without naming certificates or counting
+	// instances.
+	ReportStatus = "status"
+	// ReportFull answers every check with its detail.
+	ReportFull = "full"
+)
+
 // Handler is the `edge_health` handler.
 type Handler struct {
-	// Upstreams are the app instances as host:port; each is asked for
-	// ReadyPath over plain HTTP. Empty means no app check.
-	Upstreams []string `json:"upstreams,omitempty"`
+	// Report is what the answer carries: "status" (the overall status of
+	// the edge, the app behind it and the certificates, with no detail),
+	// "full" (the same status with every check: edge:uptime,
+	// app:readiness, certificate:expiry) or "liveness" (edge:uptime only,
+	// always pass while the edge serves). Default: status.
+	Report string `json:"report,omitempty"`
 
-	// ReadyPath is the app's readiness path. Default: /readyz.
-	ReadyPath string `json:"ready_path,omitempty"`
+	ctx       caddy.Context
+	logger    *zap.Logger
+	now       func() time.Time
+	started   time.Time
+	certs     certificateSource
+	validFrom func(name string, notAfter time.Time) time.Time
 
-	// Timeout bounds each readiness request. Default: 2s.
-	Timeout caddy.Duration `json:"timeout,omitempty"`
-
-	// CacheTTL is how long an app readiness result is reused. Default: 5s.
-	CacheTTL caddy.Duration `json:"cache_ttl,omitempty"`
-
-	// CertWarnDays: a certificate with fewer days left makes the answer
-	// `warn` (an expired one makes it `fail`). Default: 14.
-	CertWarnDays int `json:"cert_warn_days,omitempty"`
-
-	client  *http.Client
-	certs   certificateSource
-	now     func() time.Time
-	started time.Time
-	logger  *zap.Logger
-
-	cache *readinessCache
+	upstreams *upstreamList
 }
 
-// readinessCache holds the last app readiness result.
-type readinessCache struct {
-	mu       sync.Mutex
-	result   check
-	storedAt time.Time
+// upstreamList finds the proxied upstreams once, on first use: the http
+// app is only complete after every handler in it is provisioned.
+type upstreamList struct {
+	once  sync.Once
+	find  func() []upstream
+	found []upstream
+}
+
+func (l *upstreamList) get() []upstream {
+	l.once.Do(func() { l.found = l.find() })
+	return l.found
+}
+
+// upstream is what the handler reads of a reverse proxy's upstream.
+type upstream interface {
+	// String is the dial address.
+	String() string
+	// Healthy is the proxy's view: active checks and passive failures.
+	Healthy() bool
 }
 
 // certificateSource is what the handler needs from the cert_metrics app.
@@ -79,67 +98,57 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-const (
-	defaultReadyPath    = "/readyz"
-	defaultTimeout      = caddy.Duration(2 * time.Second)
-	defaultCacheTTL     = caddy.Duration(5 * time.Second)
-	defaultCertWarnDays = 14
-)
+// processStart holds when the first edge_health handler of this process
+// was provisioned. A config reload provisions the new handlers before it
+// cleans up the old ones, so the entry, and edge:uptime, outlive reloads.
+var processStart = caddy.NewUsagePool()
 
-// Provision sets defaults and loads the cert_metrics app.
+const processStartKey = "started"
+
+type startTime time.Time
+
+func (startTime) Destruct() error { return nil }
+
+// Provision sets defaults, loads the cert_metrics app and records the
+// process start.
 func (h *Handler) Provision(ctx caddy.Context) error {
+	h.ctx = ctx
 	h.logger = ctx.Logger()
-	if h.ReadyPath == "" {
-		h.ReadyPath = defaultReadyPath
+	if h.Report == "" {
+		h.Report = ReportStatus
 	}
-	if h.Timeout == 0 {
-		h.Timeout = defaultTimeout
+	h.now = time.Now
+	v, _, err := processStart.LoadOrNew(processStartKey, func() (caddy.Destructor, error) {
+		return startTime(h.now()), nil
+	})
+	if err != nil {
+		return fmt.Errorf("loading process start: %w", err)
 	}
-	if h.CacheTTL == 0 {
-		h.CacheTTL = defaultCacheTTL
-	}
-	if h.CertWarnDays == 0 {
-		h.CertWarnDays = defaultCertWarnDays
-	}
+	h.started = time.Time(v.(startTime))
 	app, err := ctx.App("cert_metrics")
 	if err != nil {
 		return fmt.Errorf("loading cert_metrics app: %w", err)
 	}
 	h.certs = app.(*certmetrics.App)
-	h.client = &http.Client{
-		Timeout: time.Duration(h.Timeout),
-		// Readiness must reflect the app, never a proxy from the environment.
-		Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 2, IdleConnTimeout: 30 * time.Second},
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-	}
-	h.now = time.Now
-	h.started = h.now()
-	h.cache = new(readinessCache)
+	h.validFrom = cachedNotBefore
+	h.upstreams = &upstreamList{find: h.proxiedUpstreams}
 	return nil
 }
 
 // Validate checks the configuration.
 func (h *Handler) Validate() error {
-	for _, u := range h.Upstreams {
-		if _, _, err := net.SplitHostPort(u); err != nil {
-			return fmt.Errorf("upstream %q must be host:port: %w", u, err)
-		}
+	switch h.Report {
+	case ReportLiveness, ReportStatus, ReportFull:
+		return nil
+	default:
+		return fmt.Errorf("report must be %s, %s or %s, got %q", ReportLiveness, ReportStatus, ReportFull, h.Report)
 	}
-	if h.Timeout < 0 || h.CacheTTL < 0 || h.CertWarnDays < 0 {
-		return errors.New("timeout, cache_ttl and cert_warn_days must not be negative")
-	}
-	return nil
 }
 
-// Cleanup closes the readiness client's idle connections when the config
-// generation that owns the handler is unloaded.
+// Cleanup releases this handler's hold on the process start.
 func (h *Handler) Cleanup() error {
-	if h.client != nil {
-		h.client.CloseIdleConnections()
-	}
-	return nil
+	_, err := processStart.Delete(processStartKey)
+	return err
 }
 
 // Status values of the health-check draft, ordered by severity.
@@ -172,7 +181,7 @@ type check struct {
 // Report is the application/health+json body.
 type Report struct {
 	Status string             `json:"status"`
-	Checks map[string][]check `json:"checks"`
+	Checks map[string][]check `json:"checks,omitempty"`
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler. It is terminal: it
@@ -182,7 +191,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		w.Header().Set("Allow", "GET, HEAD")
 		return caddyhttp.Error(http.StatusMethodNotAllowed, errors.New("health: method not allowed"))
 	}
-	rep := h.report(r.Context())
+	rep := h.report()
 	body, err := json.Marshal(rep)
 	if err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
@@ -202,98 +211,114 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	return err
 }
 
-func (h *Handler) report(ctx context.Context) Report {
+func (h *Handler) report() Report {
 	now := h.now()
-	rep := Report{Status: statusPass, Checks: map[string][]check{
+	checks := map[string][]check{
 		"edge:uptime": {{Status: statusPass, ObservedValue: now.Sub(h.started).Truncate(time.Second).Seconds(), ObservedUnit: "s"}},
-	}}
-	if len(h.Upstreams) > 0 {
-		rep.Checks["app:readiness"] = []check{h.appReadiness(ctx, now)}
 	}
-	if certs := h.certificateChecks(now); len(certs) > 0 {
-		rep.Checks["certificate:expiry"] = certs
+	if h.Report != ReportLiveness {
+		if app, ok := h.appReadiness(now); ok {
+			checks["app:readiness"] = []check{app}
+		}
+		if certs := h.certificateChecks(now); len(certs) > 0 {
+			checks["certificate:expiry"] = certs
+		}
 	}
-	for _, checks := range rep.Checks {
-		for _, c := range checks {
+	rep := Report{Status: statusPass, Checks: checks}
+	for _, cs := range checks {
+		for _, c := range cs {
 			if severity(c.Status) > severity(rep.Status) {
 				rep.Status = c.Status
 			}
 		}
 	}
+	if h.Report == ReportStatus {
+		rep.Checks = nil
+	}
 	return rep
 }
 
-// appReadiness asks every upstream, at most once per CacheTTL. Callers
-// arriving during a refresh wait for it rather than starting their own.
-func (h *Handler) appReadiness(ctx context.Context, now time.Time) check {
-	h.cache.mu.Lock()
-	defer h.cache.mu.Unlock()
-	if !h.cache.storedAt.IsZero() && now.Sub(h.cache.storedAt) < time.Duration(h.CacheTTL) {
-		return h.cache.result
+// appReadiness reports how many distinct upstream addresses the reverse
+// proxies consider healthy. An address several proxies share counts as
+// healthy only if every one of them finds it so. ok is false when no
+// proxy has static upstreams.
+func (h *Handler) appReadiness(now time.Time) (c check, ok bool) {
+	found := h.upstreams.get()
+	if len(found) == 0 {
+		return check{}, false
 	}
-	// Detached from the monitor's request: a client hanging up must not
-	// turn into a cached failure.
-	ctx = context.WithoutCancel(ctx)
-	results := make([]string, len(h.Upstreams))
-	var wg sync.WaitGroup
-	for i, u := range h.Upstreams {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i] = h.probe(ctx, u)
-		}()
+	healthy := make(map[string]bool, len(found))
+	for _, u := range found {
+		prev, seen := healthy[u.String()]
+		healthy[u.String()] = u.Healthy() && (prev || !seen)
 	}
-	wg.Wait()
-	ready, worst := 0, statusPass
-	for _, s := range results {
-		if s != statusFail {
+	ready := 0
+	for _, ok := range healthy {
+		if ok {
 			ready++
 		}
-		if severity(s) > severity(worst) {
-			worst = s
-		}
 	}
-	status := worst
-	if ready == 0 {
+	status := statusPass
+	switch {
+	case ready == 0:
 		status = statusFail
-	} else if worst == statusFail {
-		// Some instances are down but the load balancer routes around them.
+	case ready < len(healthy):
+		// The load balancer routes around the unhealthy instances.
 		status = statusWarn
 	}
-	h.cache.result = check{Status: status, ObservedValue: float64(ready), ObservedUnit: "ready_instances", Time: now.UTC().Format(time.RFC3339)}
-	h.cache.storedAt = now
-	return h.cache.result
+	return check{Status: status, ObservedValue: float64(ready), ObservedUnit: "ready_instances", Time: now.UTC().Format(time.RFC3339)}, true
 }
 
-// probe returns the status of one app instance. Details of a failure are
-// logged here, never put in the public answer.
-func (h *Handler) probe(ctx context.Context, hostport string) string {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+hostport+h.ReadyPath, nil)
+// proxiedUpstreams walks this config's HTTP routes, error routes and
+// subroutes for reverse_proxy handlers and returns their static
+// upstreams, whose health state the proxies' checkers keep up to date.
+func (h *Handler) proxiedUpstreams() []upstream {
+	appIface, err := h.ctx.AppIfConfigured("http")
 	if err != nil {
-		h.logger.Warn("app readiness request invalid", zap.String("upstream", hostport), zap.Error(err))
-		return statusFail
+		h.logger.Warn("http app unavailable: no app readiness", zap.Error(err))
+		return nil
 	}
-	resp, err := h.client.Do(req)
-	if err != nil {
-		h.logger.Warn("app readiness request failed", zap.String("upstream", hostport), zap.Error(err))
-		return statusFail
+	app := appIface.(*caddyhttp.App)
+	var out []upstream
+	var walk func(caddyhttp.RouteList)
+	walk = func(routes caddyhttp.RouteList) {
+		for _, route := range routes {
+			for _, mh := range route.Handlers {
+				switch hd := mh.(type) {
+				case *reverseproxy.Handler:
+					for _, u := range hd.Upstreams {
+						out = append(out, u)
+					}
+				case *caddyhttp.Subroute:
+					walk(hd.Routes)
+				}
+			}
+		}
 	}
-	defer resp.Body.Close()
-	var body struct {
-		Status string `json:"status"`
+	names := make([]string, 0, len(app.Servers))
+	for name := range app.Servers {
+		names = append(names, name)
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&body); err != nil {
-		h.logger.Warn("app readiness answer unreadable", zap.String("upstream", hostport), zap.Int("status_code", resp.StatusCode), zap.Error(err))
-		return statusFail
+	sort.Strings(names)
+	for _, name := range names {
+		srv := app.Servers[name]
+		walk(srv.Routes)
+		if srv.Errors != nil {
+			walk(srv.Errors.Routes)
+		}
 	}
-	switch {
-	case resp.StatusCode == http.StatusOK && (body.Status == statusPass || body.Status == statusWarn):
-		return body.Status
-	default:
-		h.logger.Warn("app not ready", zap.String("upstream", hostport), zap.Int("status_code", resp.StatusCode), zap.String("app_status", body.Status))
-		return statusFail
-	}
+	return out
 }
+
+// Certificate thresholds, as fractions of a certificate's lifetime.
+// certmagic renews when a third of the lifetime is left (its default
+// renewal window ratio), so a certificate with under a sixth left has
+// spent half of its renewal window unrenewed: warn. Under a thirtieth
+// (3 days of 90, 5 hours of 6 days) it is about to expire: fail.
+const (
+	certWarnFraction = 6
+	certFailFraction = 30
+)
 
 func (h *Handler) certificateChecks(now time.Time) []check {
 	if h.certs == nil {
@@ -302,26 +327,48 @@ func (h *Handler) certificateChecks(now time.Time) []check {
 	var out []check
 	for _, c := range h.certs.Certificates() {
 		ck := check{ComponentID: c.Name, ObservedUnit: "days"}
-		switch {
-		case c.NotAfter.IsZero():
+		if c.NotAfter.IsZero() {
 			// Managed but nothing obtained yet: certmagic keeps retrying.
 			ck.Status = statusWarn
-		default:
-			days := c.NotAfter.Sub(now).Hours() / 24
-			ck.ObservedValue = float64(int(days*10)) / 10
-			ck.Time = c.NotAfter.UTC().Format(time.RFC3339)
-			switch {
-			case days <= 0:
-				ck.Status = statusFail
-			case days < float64(h.CertWarnDays):
-				ck.Status = statusWarn
-			default:
-				ck.Status = statusPass
-			}
+			out = append(out, ck)
+			continue
 		}
+		left := c.NotAfter.Sub(now)
+		ck.ObservedValue = float64(int(left.Hours()/24*10)) / 10
+		ck.Time = c.NotAfter.UTC().Format(time.RFC3339)
+		ck.Status = expiryStatus(left, c.NotAfter.Sub(h.validFrom(c.Name, c.NotAfter)))
 		out = append(out, ck)
 	}
 	return out
+}
+
+// expiryStatus judges the time left on a certificate against its
+// lifetime; with the lifetime unknown (<= 0) only expiry fails.
+func expiryStatus(left, lifetime time.Duration) string {
+	switch {
+	case left <= 0:
+		return statusFail
+	case lifetime <= 0:
+		return statusPass
+	case left < lifetime/certFailFraction:
+		return statusFail
+	case left < lifetime/certWarnFraction:
+		return statusWarn
+	default:
+		return statusPass
+	}
+}
+
+// cachedNotBefore returns the NotBefore of the certificate in Caddy's
+// cache for name that expires at notAfter (the one cert_metrics reports),
+// or zero when it is gone.
+func cachedNotBefore(name string, notAfter time.Time) time.Time {
+	for _, c := range caddytls.AllMatchingCertificates(name) {
+		if c.Leaf != nil && c.Leaf.NotAfter.Equal(notAfter) {
+			return c.Leaf.NotBefore
+		}
+	}
+	return time.Time{}
 }
 
 // Interface guards

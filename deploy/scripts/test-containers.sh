@@ -377,7 +377,8 @@ YAML
 
 export COMPOSE_PROJECT_NAME=$PROJECT
 export APP_IMAGE EDGE_IMAGE DOMAIN=$TEST_DOMAIN ACME_EMAIL=ops@$TEST_DOMAIN
-export ACME_CA=https://pebble:14000/dir EDGE_BIND_ADDRESS=127.0.0.1
+# ACME_ISSUERS=pinned: the local CA alone, never a public fallback.
+export ACME_CA=https://pebble:14000/dir ACME_ISSUERS=pinned EDGE_BIND_ADDRESS=127.0.0.1
 export HTTP_PORT HTTPS_PORT
 export CERTS_DIR=$work/certs SECRETS_DIR=$work/secrets
 compose() { "${COMPOSE_CMD[@]}" -f "$repo/deploy/docker-compose.yml" -f "$work/compose.test.yml" "$@"; }

@@ -42,9 +42,11 @@ func startACMEEdge(t *testing.T, p *edgetest.Pebble, domain, storage, issuerExtr
 	app := startStubApp(t)
 	ae := &acmeEdge{domain: domain, metricsPort: edgetest.FreePort(t)}
 	env := map[string]string{
-		"DOMAIN":                 domain,
-		"ACME_EMAIL":             "ops@example.test",
-		"ACME_CA":                p.DirectoryURL,
+		"DOMAIN":     domain,
+		"ACME_EMAIL": "ops@example.test",
+		"ACME_CA":    p.DirectoryURL,
+		// Pebble, with its root and the test's challenge options, alone.
+		"ACME_ISSUERS":           "custom",
 		"EDGE_ADMIN_ADDR":        fmt.Sprintf("127.0.0.1:%d", edgetest.FreePort(t)),
 		"EDGE_STORAGE_DIR":       storage,
 		"EDGE_HTTP_LISTEN_PORT":  "5002",

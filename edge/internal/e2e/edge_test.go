@@ -409,13 +409,18 @@ func TestStaticUIAndSecurityHeaders(t *testing.T) {
 			}
 		}
 	})
-	t.Run("missing hashed asset is a 404, not index.html cached forever", func(t *testing.T) {
+	t.Run("missing hashed asset is a 404 nobody may keep, not index.html", func(t *testing.T) {
 		resp, body := do(t, c, "GET", pe.url("/assets/app.0123abcd.js"), nil, nil)
 		if resp.StatusCode != 404 {
 			t.Fatalf("got %d, want 404", resp.StatusCode)
 		}
 		if code := errorCode(t, resp, body); code != "not_found" {
 			t.Errorf("code %q", code)
+		}
+		// During a rolling deploy the asset appears moments later: a
+		// cached 404 would break the page for a year.
+		if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+			t.Errorf("Cache-Control = %q, want no-store", cc)
 		}
 	})
 	t.Run("security headers on UI, API and errors; no Server header", func(t *testing.T) {
@@ -484,23 +489,43 @@ func TestUpstreamDown(t *testing.T) {
 		t.Errorf("error body leaks internals: %s", body)
 	}
 
-	resp, body = do(t, c, "GET", pe.url("/health"), nil, nil)
+	// The proxy's active check finds the app down at startup.
+	resp, body = waitHealth(t, c, pe.url("/health"), "fail")
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("/health with the app down: got %d, want 503: %s", resp.StatusCode, body)
-	}
-	var rep struct {
-		Status string `json:"status"`
-	}
-	if err := json.Unmarshal(body, &rep); err != nil || rep.Status != "fail" {
-		t.Errorf("/health = %s, want status fail", body)
 	}
 	if strings.Contains(string(body), "127.0.0.1") || strings.Contains(string(body), "refused") {
 		t.Errorf("/health leaks internals: %s", body)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if out, err := pe.Run(ctx, "healthcheck", "--url", pe.metricsURL("/health")); err == nil {
-		t.Errorf("healthcheck with the app down exited 0:\n%s", out)
+	// Liveness is the edge itself: a healthy proxy in front of a down app
+	// must not be restarted.
+	if out, err := pe.Run(ctx, "healthcheck", "--url", pe.metricsURL("/livez")); err != nil {
+		t.Errorf("liveness healthcheck with the app down failed: %v\n%s", err, out)
+	}
+	if out, err := pe.Run(ctx, "healthcheck", "--ready", "--url", pe.metricsURL("/health")); err == nil {
+		t.Errorf("readiness healthcheck with the app down exited 0:\n%s", out)
+	}
+}
+
+// waitHealth polls a health endpoint until it reports status and returns
+// that answer.
+func waitHealth(t *testing.T, c *http.Client, url, status string) (*http.Response, []byte) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, body := do(t, c, "GET", url, nil, nil)
+		var rep struct {
+			Status string `json:"status"`
+		}
+		if err := json.Unmarshal(body, &rep); err == nil && rep.Status == status {
+			return resp, body
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never reported %s; last answer %d %s", url, status, resp.StatusCode, body)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

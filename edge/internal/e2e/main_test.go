@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -63,6 +64,7 @@ type stubApp struct {
 	lastReqID string
 	lastXFF   string
 	release   chan struct{} // closes to finish the SSE stream
+	readyHits atomic.Int64  // GET /readyz requests answered
 }
 
 func startStubApp(t testing.TB) *stubApp {
@@ -81,6 +83,7 @@ func startStubAppAt(t testing.TB, addr string) *stubApp {
 	s := &stubApp{addr: l.Addr().String(), release: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		s.readyHits.Add(1)
 		w.Header().Set("Content-Type", "application/health+json")
 		io.WriteString(w, `{"status":"pass","checks":{}}`)
 	})
@@ -171,6 +174,7 @@ func defaultEnv(t testing.TB, upstream string) (map[string]string, *prodEdge) {
 	env := map[string]string{
 		"DOMAIN":                      "localhost",
 		"ACME_EMAIL":                  "ops@example.test",
+		"ACME_ISSUERS":                "custom", // local_certs in the extra globals
 		"EDGE_ADMIN_ADDR":             fmt.Sprintf("127.0.0.1:%d", edgetest.FreePort(t)),
 		"EDGE_STORAGE_DIR":            pe.storage,
 		"EDGE_HTTP_LISTEN_PORT":       strconv.Itoa(pe.httpPort),

@@ -80,41 +80,45 @@ func TestMetricsHealthAndLogs(t *testing.T) {
 		}
 	})
 
-	t.Run("health reports edge, app and certificate", func(t *testing.T) {
-		for _, u := range []string{pe.url("/health"), pe.metricsURL("/health")} {
-			cl := c
-			if strings.HasPrefix(u, "http:") {
-				cl = http.DefaultClient
-			}
-			resp, b := do(t, cl, "GET", u, nil, nil)
-			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/health+json" {
-				t.Fatalf("%s: %d %q", u, resp.StatusCode, resp.Header.Get("Content-Type"))
-			}
-			var rep healthReport
-			if err := json.Unmarshal(b, &rep); err != nil {
-				t.Fatal(err)
-			}
-			// Caddy's internal CA issues 12-hour certificates: under the
-			// 14-day threshold, so the answer is an honest warn.
-			if rep.Status != "warn" {
-				t.Errorf("%s status = %q, want warn (short-lived internal cert): %s", u, rep.Status, b)
-			}
-			if app := rep.Checks["app:readiness"]; len(app) != 1 || app[0].Status != "pass" || app[0].ObservedValue != 1 {
-				t.Errorf("app:readiness = %+v", app)
-			}
-			certs := rep.Checks["certificate:expiry"]
-			if len(certs) != 1 || certs[0].ComponentID != "localhost" || certs[0].Status != "warn" ||
-				certs[0].ObservedValue <= 0 || certs[0].ObservedValue > 1 {
-				t.Errorf("certificate:expiry = %+v, want localhost with under a day left", certs)
-			}
-			if strings.Contains(string(b), app.addr) {
-				t.Errorf("health names the upstream: %s", b)
-			}
+	t.Run("internal health reports edge, app and certificate", func(t *testing.T) {
+		resp, b := do(t, http.DefaultClient, "GET", pe.metricsURL("/health"), nil, nil)
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/health+json" {
+			t.Fatalf("%d %q: %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
+		}
+		var rep healthReport
+		if err := json.Unmarshal(b, &rep); err != nil {
+			t.Fatal(err)
+		}
+		// Caddy's internal CA issues 12-hour certificates, renewed with 4
+		// hours left: a fresh one is healthy, judged by its lifetime.
+		if rep.Status != "pass" {
+			t.Errorf("status = %q, want pass (fresh 12-hour internal certificate): %s", rep.Status, b)
+		}
+		if app := rep.Checks["app:readiness"]; len(app) != 1 || app[0].Status != "pass" || app[0].ObservedValue != 1 {
+			t.Errorf("app:readiness = %+v", app)
+		}
+		certs := rep.Checks["certificate:expiry"]
+		if len(certs) != 1 || certs[0].ComponentID != "localhost" || certs[0].Status != "pass" ||
+			certs[0].ObservedValue <= 0 || certs[0].ObservedValue > 1 {
+			t.Errorf("certificate:expiry = %+v, want localhost, pass, with under a day left", certs)
+		}
+		if strings.Contains(string(b), app.addr) {
+			t.Errorf("health names the upstream: %s", b)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if out, err := pe.Run(ctx, "healthcheck", "--url", pe.metricsURL("/health")); err != nil {
-			t.Errorf("healthcheck: %v\n%s", err, out)
+		if out, err := pe.Run(ctx, "healthcheck", "--ready", "--url", pe.metricsURL("/health")); err != nil {
+			t.Errorf("healthcheck --ready: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("public health is the overall status only", func(t *testing.T) {
+		resp, b := do(t, c, "GET", pe.url("/health"), nil, nil)
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/health+json" {
+			t.Fatalf("%d %q: %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
+		}
+		if got := strings.TrimSpace(string(b)); got != `{"status":"pass"}` {
+			t.Errorf("public /health = %s, want {\"status\":\"pass\"} alone (no certificate names, no instance count)", got)
 		}
 	})
 }
@@ -128,6 +132,9 @@ func TestReloadUnderLoad(t *testing.T) {
 	env["RATE_LIMIT_API_EVENTS"] = "1000000"
 	env["RATE_LIMIT_STATIC_EVENTS"] = "1000000"
 	env["EDGE_STREAM_CLOSE_DELAY"] = "2m"
+	// The hard request-body deadline far below the stream's life: it must
+	// not end a response that streams longer (a GET has no body).
+	env["EDGE_READ_BODY_TIMEOUT"] = "1s"
 	startProdEdge(t, env, pe)
 
 	// An event stream opened before the reloads must survive them.
@@ -176,6 +183,21 @@ func TestReloadUnderLoad(t *testing.T) {
 		}()
 	}
 
+	// edge:uptime is the process's, not the config's: wait until it is
+	// visibly above zero, and it must not go back after the reloads.
+	uptime := func() float64 {
+		rep := getHealth(t, http.DefaultClient, pe.metricsURL("/health"))
+		if u := rep.Checks["edge:uptime"]; len(u) == 1 {
+			return u[0].ObservedValue
+		}
+		t.Fatalf("no edge:uptime in %+v", rep)
+		return 0
+	}
+	var before float64
+	for before = uptime(); before < 2; before = uptime() {
+		time.Sleep(200 * time.Millisecond)
+	}
+
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	for i := range 3 {
@@ -198,6 +220,9 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+	if after := uptime(); after < before {
+		t.Errorf("edge:uptime went from %vs to %vs across reloads: it is the config's age, not the process's", before, after)
+	}
 
 	close(app.release)
 	rest, err := io.ReadAll(streamRd)
@@ -276,4 +301,43 @@ func TestAccessLogBufferedUntilReloadAndStop(t *testing.T) {
 			t.Errorf("after a reload and a graceful stop the access log has request %d %d times, want once", i, got)
 		}
 	}
+}
+
+// TestHealthReadsTheProxy: edge_health reports the reverse proxy's own
+// view of the app (its active check at startup, its passive failure
+// count later) and never asks the app again.
+func TestHealthReadsTheProxy(t *testing.T) {
+	app := startStubApp(t)
+	env, pe := defaultEnv(t, app.addr)
+	env["EDGE_HEALTH_INTERVAL"] = "1h" // one active check: at startup
+	startProdEdge(t, env, pe)
+	c := pe.client("127.0.0.1")
+
+	deadline := time.Now().Add(30 * time.Second)
+	for app.readyHits.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the proxy never checked /readyz")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for range 5 {
+		getHealth(t, http.DefaultClient, pe.metricsURL("/health"))
+		do(t, c, "GET", pe.url("/health"), nil, nil)
+	}
+	rep := getHealth(t, http.DefaultClient, pe.metricsURL("/health"))
+	if a := rep.Checks["app:readiness"]; len(a) != 1 || a[0].Status != "pass" || a[0].ObservedValue != 1 {
+		t.Errorf("app:readiness = %+v, want pass with 1 ready instance", a)
+	}
+	if n := app.readyHits.Load(); n != 1 {
+		t.Errorf("the app was asked /readyz %d times, want 1 (the one proxy's one check; health must not probe again)", n)
+	}
+
+	// The app goes away: the next active check is an hour off, so only the
+	// proxy's passive failure count can tell, and /health must follow it.
+	app.stop()
+	resp, body := do(t, c, "GET", pe.url("/api/v1/datasets"), nil, nil)
+	if resp.StatusCode < 500 {
+		t.Fatalf("API with the app stopped: %d %s", resp.StatusCode, body)
+	}
+	waitHealth(t, http.DefaultClient, pe.metricsURL("/health"), "fail")
 }
