@@ -336,7 +336,11 @@ func (h *Handler) certificateChecks(now time.Time) []check {
 		left := c.NotAfter.Sub(now)
 		ck.ObservedValue = float64(int(left.Hours()/24*10)) / 10
 		ck.Time = c.NotAfter.UTC().Format(time.RFC3339)
-		ck.Status = expiryStatus(left, c.NotAfter.Sub(h.validFrom(c.Name, c.NotAfter)))
+		var lifetime time.Duration
+		if from := h.validFrom(c.Name, c.NotAfter); !from.IsZero() {
+			lifetime = c.NotAfter.Sub(from)
+		}
+		ck.Status = expiryStatus(left, lifetime)
 		out = append(out, ck)
 	}
 	return out
