@@ -18,7 +18,6 @@ import (
 	"github.com/finetune-studio/finetune-studio/app/internal/config"
 	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
 	"github.com/finetune-studio/finetune-studio/app/internal/problem"
-	"github.com/finetune-studio/finetune-studio/app/internal/runner"
 	"github.com/finetune-studio/finetune-studio/app/internal/store"
 )
 
@@ -284,7 +283,7 @@ func kaggleCheck(ctx context.Context, cfg config.Config, stdout io.Writer, log *
 	}
 	ctx, cancel := context.WithTimeout(ctx, kaggleCheckTimeout)
 	defer cancel()
-	acct, err := kaggle.New(runner.KaggleConfig(cfg, log)).Check(ctx)
+	acct, err := kaggle.New(kaggleConfig(cfg, log)).Check(ctx)
 	if err != nil {
 		msg, ok := kaggle.UserMessage(err)
 		if !ok {

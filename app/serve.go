@@ -19,10 +19,12 @@ import (
 	"github.com/finetune-studio/finetune-studio/app/internal/config"
 	"github.com/finetune-studio/finetune-studio/app/internal/feed"
 	"github.com/finetune-studio/finetune-studio/app/internal/health"
+	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
 	"github.com/finetune-studio/finetune-studio/app/internal/metrics"
 	"github.com/finetune-studio/finetune-studio/app/internal/retry"
 	"github.com/finetune-studio/finetune-studio/app/internal/runner"
 	"github.com/finetune-studio/finetune-studio/app/internal/store"
+	"github.com/finetune-studio/finetune-studio/app/internal/training"
 	"github.com/finetune-studio/finetune-studio/app/internal/worker"
 )
 
@@ -72,7 +74,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Observer:     m,
 	})
 	// Domain task handlers are registered here, before Start.
-	rn := runner.FromConfig(cfg, st, bl, log)
+	rn := newRunner(cfg, st, bl, log)
 	rn.Register(pool)
 	pool.Start()
 	stopReconciler := startReconciler(rn, st, cfg.Training.ReconcileInterval)
@@ -100,7 +102,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	defer func() { stopListening(); <-listenDone }() // before the store closes; a no-op after step 4
 
 	a := api.New(api.Deps{
-		Config: cfg, Log: log, Feed: hub, Auth: auth.New(st, auth.Options{Log: log.With("component", "auth")}), Health: checker, Metrics: m, Store: st, Blob: bl,
+		Config: cfg, Log: log, Feed: hub, Auth: auth.New(st, auth.Options{Log: log.With("component", "auth")}), Health: checker, Metrics: m, Repo: st, Objects: bl.TrainingObjects(),
 	})
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	srv := newServer(a.Handler(), errLog)
@@ -225,6 +227,30 @@ func openBackends(ctx context.Context, cfg config.Config, log *slog.Logger) (*st
 		return nil, nil, err
 	}
 	return st, bl, nil
+}
+
+// newRunner builds the training runner: the Kaggle client from the KAGGLE_*
+// settings, object storage through the blob store, the runtime and output
+// limits from JOB_MAX_RUNTIME and its siblings, and the first poll interval
+// from KAGGLE_POLL_INTERVAL.
+func newRunner(cfg config.Config, repo training.Repository, bl *blob.Store, log *slog.Logger) *runner.Runner {
+	return runner.New(repo, bl.TrainingObjects(), kaggle.New(kaggleConfig(cfg, log)),
+		runner.Config{MaxRuntime: cfg.Training.MaxRuntime, PollInterval: cfg.Kaggle.PollInterval, MaxOutputBytes: cfg.Training.MaxOutputBytes},
+		log.With("component", "runner"))
+}
+
+// kaggleConfig is the Kaggle client configuration from the KAGGLE_*
+// settings: the runner's, and what `app kaggle check` tests.
+func kaggleConfig(cfg config.Config, log *slog.Logger) kaggle.Config {
+	kc := kaggle.Config{
+		Username: cfg.Kaggle.Username, Key: cfg.Kaggle.Key, Token: cfg.Kaggle.APIToken,
+		MachineShape: cfg.Kaggle.MachineShape,
+		Logger:       log.With("component", "kaggle"),
+	}
+	if cfg.Kaggle.APIURL != nil {
+		kc.BaseURL = cfg.Kaggle.APIURL.String()
+	}
+	return kc
 }
 
 // migrationsCheck fails while the database is behind the binary and warns

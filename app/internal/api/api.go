@@ -28,12 +28,11 @@ import (
 
 	"github.com/gorilla/mux"
 
-	"github.com/finetune-studio/finetune-studio/app/internal/blob"
 	"github.com/finetune-studio/finetune-studio/app/internal/config"
 	"github.com/finetune-studio/finetune-studio/app/internal/feed"
 	"github.com/finetune-studio/finetune-studio/app/internal/health"
 	"github.com/finetune-studio/finetune-studio/app/internal/problem"
-	"github.com/finetune-studio/finetune-studio/app/internal/store"
+	"github.com/finetune-studio/finetune-studio/app/internal/training"
 )
 
 // HandlerFunc is an API handler: it writes a success response or returns an
@@ -58,8 +57,10 @@ type Deps struct {
 	Auth    Authenticator
 	Health  *health.Checker
 	Metrics Observer
-	Store   *store.Store // nil in tests that need no database
-	Blob    *blob.Store  // nil in tests that need no object storage
+	// Repo and Objects back the product's routes; without both (tests of
+	// the router alone) those routes answer 503.
+	Repo    training.Repository
+	Objects training.Objects
 	// Feed wakes live event streams and caps them; fed by the store's
 	// job-event listener. Nil: streams answer 503.
 	Feed *feed.Hub
@@ -72,8 +73,8 @@ type API struct {
 	auth     Authenticator
 	health   *health.Checker
 	metrics  Observer
-	store    *store.Store
-	blob     *blob.Store
+	repo     training.Repository
+	objects  training.Objects
 	feed     *feed.Hub
 	router   *mux.Router
 	stopping chan struct{}
@@ -84,7 +85,7 @@ type API struct {
 func New(d Deps) *API {
 	a := &API{
 		conf: d.Config, log: d.Log, auth: d.Auth, health: d.Health,
-		metrics: d.Metrics, store: d.Store, blob: d.Blob, feed: d.Feed,
+		metrics: d.Metrics, repo: d.Repo, objects: d.Objects, feed: d.Feed,
 		router:   mux.NewRouter(),
 		stopping: make(chan struct{}),
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/finetune-studio/finetune-studio/app/internal/auth"
-	"github.com/finetune-studio/finetune-studio/app/internal/sse"
+	"github.com/finetune-studio/finetune-studio/app/internal/sse/ssetest"
 	"github.com/finetune-studio/finetune-studio/app/internal/training"
 )
 
@@ -50,9 +50,10 @@ func (f *trainingFixture) insertJobs(tb testing.TB, n int) []training.Job {
 	}
 	jobs := make([]training.Job, n)
 	for i := range jobs {
+		id := training.NewID()
 		jobs[i], err = f.store.InsertJob(ctx, training.Job{
-			ID: training.NewID(), DatasetID: d.ID, BaseModel: "m", Hyperparameters: training.DefaultHyperparameters(),
-		})
+			ID: id, DatasetID: d.ID, BaseModel: "m", Hyperparameters: training.DefaultHyperparameters(),
+		}, training.StepTask(id))
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -125,7 +126,7 @@ func TestEventStreamCatchesUpAfterListenerReconnect(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	stream := f.streamAs(t, ctx, f.token, job.ID)
-	r := sse.NewReader(stream.Body)
+	r := ssetest.NewReader(stream.Body)
 	if ev, err := r.Next(); err != nil || ev.ID != "1" {
 		t.Fatalf("first event = %+v, %v", ev, err)
 	}
@@ -207,15 +208,15 @@ func TestIdleEventStreamsCostNoQueries(t *testing.T) {
 
 // openIdleStreams opens n streams spread over jobs, waits until each has
 // sent its backlog (the "job created" event) and returns their readers.
-func openIdleStreams(tb testing.TB, f *trainingFixture, ctx context.Context, jobs []training.Job, n int) []*sse.Reader {
+func openIdleStreams(tb testing.TB, f *trainingFixture, ctx context.Context, jobs []training.Job, n int) []*ssetest.Reader {
 	tb.Helper()
-	readers := make([]*sse.Reader, n)
+	readers := make([]*ssetest.Reader, n)
 	for i := range n {
 		resp := f.streamAs(tb, ctx, f.token, jobs[i%len(jobs)].ID)
 		if resp.StatusCode != http.StatusOK {
 			tb.Fatalf("stream %d: got %d, want 200", i, resp.StatusCode)
 		}
-		readers[i] = sse.NewReader(resp.Body)
+		readers[i] = ssetest.NewReader(resp.Body)
 		if ev, err := readers[i].Next(); err != nil || ev.ID != "1" {
 			tb.Fatalf("stream %d: first event %+v, %v", i, ev, err)
 		}

@@ -12,7 +12,6 @@ import (
 
 	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
 	"github.com/finetune-studio/finetune-studio/app/internal/problem"
-	"github.com/finetune-studio/finetune-studio/app/internal/runner"
 	"github.com/finetune-studio/finetune-studio/app/internal/training"
 )
 
@@ -35,8 +34,8 @@ type trainingHandlers struct {
 // without a database (tests of the router and the spec), and then answer 503.
 func (a *API) trainingRoutes() {
 	h := &trainingHandlers{a: a}
-	if a.store != nil && a.blob != nil {
-		h.svc = training.NewService(a.store, runner.BlobObjects(a.blob), training.ServiceConfig{
+	if a.repo != nil && a.objects != nil {
+		h.svc = training.NewService(a.repo, a.objects, training.ServiceConfig{
 			BaseModels: a.conf.Training.BaseModels,
 			GPU:        trainingGPU(a.conf.Kaggle.MachineShape),
 			// Kaggle names datasets and kernels after their owner, so a

@@ -26,6 +26,7 @@ import (
 	"github.com/finetune-studio/finetune-studio/app/internal/kaggle/kaggletest"
 	"github.com/finetune-studio/finetune-studio/app/internal/runner"
 	"github.com/finetune-studio/finetune-studio/app/internal/sse"
+	"github.com/finetune-studio/finetune-studio/app/internal/sse/ssetest"
 	"github.com/finetune-studio/finetune-studio/app/internal/store"
 	"github.com/finetune-studio/finetune-studio/app/internal/testenv"
 	"github.com/finetune-studio/finetune-studio/app/internal/training"
@@ -101,7 +102,7 @@ func newTrainingFixtureWith(t testing.TB, withKaggle bool, uploadLimit int64, ex
 		defer close(listenDone)
 		st.ListenJobEvents(listenCtx, hub.WakeAll, hub.Notify)
 	}()
-	a := New(Deps{Config: cfg, Log: slog.New(slog.NewJSONHandler(logs, nil)), Auth: auth.New(st, auth.Options{}), Store: st, Blob: b, Feed: hub})
+	a := New(Deps{Config: cfg, Log: slog.New(slog.NewJSONHandler(logs, nil)), Auth: auth.New(st, auth.Options{}), Repo: st, Objects: b.TrainingObjects(), Feed: hub})
 	srv := httptest.NewServer(a.Handler())
 	f := &trainingFixture{api: a, srv: srv, store: st, blob: b, emu: emu, token: token, cfg: cfg, logs: logs, dsn: dsn, hub: hub}
 	t.Cleanup(func() {
@@ -120,7 +121,7 @@ func newTrainingFixtureWith(t testing.TB, withKaggle bool, uploadLimit int64, ex
 func (f *trainingFixture) startWorkers(t *testing.T) {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
-	r := runner.New(f.store, runner.BlobObjects(f.blob), kaggle.New(f.emu.Config()),
+	r := runner.New(f.store, f.blob.TrainingObjects(), kaggle.New(f.emu.Config()),
 		runner.Config{MaxRuntime: time.Hour, PollInterval: 20 * time.Millisecond, MaxPollInterval: 50 * time.Millisecond}, log)
 	pool := worker.New(f.store, log, worker.Options{Concurrency: 2, PollInterval: 20 * time.Millisecond})
 	r.Register(pool)
@@ -514,7 +515,7 @@ func TestJobCreationWithoutKaggleCredentials(t *testing.T) {
 // readStream reads SSE events until the stream ends or n events arrived.
 func readStream(t *testing.T, body io.Reader, n int) []sse.Event {
 	t.Helper()
-	r := sse.NewReader(body)
+	r := ssetest.NewReader(body)
 	var out []sse.Event
 	for n <= 0 || len(out) < n {
 		ev, err := r.Next()
@@ -719,7 +720,7 @@ func TestEventStreamLiveAndShutdown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	stream := f.openStream(t, ctx, j.ID)
-	r := sse.NewReader(stream.Body)
+	r := ssetest.NewReader(stream.Body)
 	first, err := r.Next()
 	if err != nil || first.ID != "1" {
 		t.Fatalf("first event = %+v, %v", first, err)

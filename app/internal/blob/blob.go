@@ -4,7 +4,8 @@
 // bounded by PartSize however large the file is.
 //
 // Layout in the bucket (the domain's convention): datasets/… for uploaded
-// datasets, models/{job_id}/… for trained adapters.
+// datasets, models/{job_id}/… for trained adapters. TrainingObjects hands
+// the store to the domain as training.Objects.
 package blob
 
 import (
@@ -180,15 +181,6 @@ func (s *Store) Get(ctx context.Context, key string) (io.ReadCloser, Info, error
 		return nil, Info{}, fmt.Errorf("reading %s: %w", key, mapErr(err))
 	}
 	return obj, infoOf(st), nil
-}
-
-// Stat describes key, or returns an error wrapping problem.ErrNotFound.
-func (s *Store) Stat(ctx context.Context, key string) (Info, error) {
-	st, err := s.client.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
-	if err != nil {
-		return Info{}, fmt.Errorf("stat %s: %w", key, mapErr(err))
-	}
-	return infoOf(st), nil
 }
 
 // List returns every object under prefix, in key order.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/minio/minio-go/v7"
 
 	"github.com/finetune-studio/finetune-studio/app/internal/problem"
 	"github.com/finetune-studio/finetune-studio/app/internal/testenv"
@@ -272,4 +275,14 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 	if err := s.Ping(ctx); !errors.Is(err, problem.ErrUnavailable) {
 		t.Fatalf("got %v, want ErrUnavailable", err)
 	}
+}
+
+// Stat describes key, or returns an error wrapping problem.ErrNotFound; only
+// tests ask about one object.
+func (s *Store) Stat(ctx context.Context, key string) (Info, error) {
+	st, err := s.client.StatObject(ctx, s.bucket, key, minio.StatObjectOptions{})
+	if err != nil {
+		return Info{}, fmt.Errorf("stat %s: %w", key, mapErr(err))
+	}
+	return infoOf(st), nil
 }

@@ -157,12 +157,6 @@ func httpURL(s string) *url.URL {
 	return u
 }
 
-// Configured reports whether the client has credentials to call Kaggle with:
-// a username (the owner of what we create) and either a key or a token.
-func (c *Client) Configured() bool {
-	return c.cfg.Username != "" && (c.cfg.Key != "" || c.cfg.Token != "")
-}
-
 // Username is the account that owns the datasets and kernels we create.
 func (c *Client) Username() string { return c.cfg.Username }
 
@@ -243,11 +237,14 @@ func (c *Client) doJSON(ctx context.Context, cl call, decode func([]byte) error)
 // do sends cl, retrying per its policy, and returns a 2xx response whose body
 // the caller must close.
 func (c *Client) do(ctx context.Context, cl call) (*http.Response, error) {
-	if !c.Configured() {
-		if c.cfg.Token != "" {
-			return nil, &APIError{Op: cl.op, Err: fmt.Errorf("%w: KAGGLE_USERNAME is required with KAGGLE_API_TOKEN (it owns the datasets and kernels)", ErrNotConfigured)}
-		}
+	// Whether training is enabled at all is the application's decision
+	// (config.Kaggle.Configured); this only refuses a request that could
+	// not be authenticated, or whose owner would be unknown.
+	switch {
+	case c.cfg.Key == "" && c.cfg.Token == "":
 		return nil, &APIError{Op: cl.op, Err: ErrNotConfigured}
+	case c.cfg.Username == "":
+		return nil, &APIError{Op: cl.op, Err: fmt.Errorf("%w: KAGGLE_USERNAME is required (it owns the datasets and kernels)", ErrNotConfigured)}
 	}
 	if c.base == nil {
 		return nil, invalid(cl.op, errors.New("the Kaggle API URL is not an absolute http(s) URL"))

@@ -82,7 +82,7 @@ func TestOwnRegistry(t *testing.T) {
 	if len(before) != len(after) {
 		t.Fatalf("default registry changed: %d -> %d families", len(before), len(after))
 	}
-	if a.Registry() == b.Registry() {
+	if a.reg == b.reg {
 		t.Fatal("instances share a registry")
 	}
 }

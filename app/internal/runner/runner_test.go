@@ -88,7 +88,7 @@ func newFixtureAttempts(t *testing.T, kcfg func(*kaggle.Config), maxAttempts int
 		t.Fatal(err)
 	}
 	t.Cleanup(db.Close)
-	f := &fixture{store: st, db: db, blob: b, objects: BlobObjects(b), emu: emu, client: kaggle.New(cfg),
+	f := &fixture{store: st, db: db, blob: b, objects: b.TrainingObjects(), emu: emu, client: kaggle.New(cfg),
 		clock: &clock{now: time.Now()}}
 	f.runner = f.newRunner()
 	return f

@@ -5,11 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-
-	"github.com/finetune-studio/finetune-studio/app/internal/blob"
-	"github.com/finetune-studio/finetune-studio/app/internal/config"
-	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
 
 	"github.com/finetune-studio/finetune-studio/app/internal/training"
 	"github.com/finetune-studio/finetune-studio/app/internal/worker"
@@ -77,25 +72,4 @@ func (r *Runner) handleGiveUp(ctx context.Context, t worker.Task, cause error) e
 		return nil // no job to fail
 	}
 	return r.fenced(training.Lease{TaskID: t.ID, Token: t.LeaseToken}).GiveUp(ctx, p.JobID, cause)
-}
-
-// KaggleConfig is the Kaggle client configuration from the KAGGLE_*
-// settings: the runner's, and what `app kaggle check` tests.
-func KaggleConfig(cfg config.Config, log *slog.Logger) kaggle.Config {
-	kc := kaggle.Config{
-		Username: cfg.Kaggle.Username, Key: cfg.Kaggle.Key, Token: cfg.Kaggle.APIToken,
-		MachineShape: cfg.Kaggle.MachineShape,
-		Logger:       log.With("component", "kaggle"),
-	}
-	if cfg.Kaggle.APIURL != nil {
-		kc.BaseURL = cfg.Kaggle.APIURL.String()
-	}
-	return kc
-}
-
-// FromConfig builds the production runner: the Kaggle client from the
-// KAGGLE_* settings, object storage through BlobObjects, and the runtime
-// limit from JOB_MAX_RUNTIME.
-func FromConfig(cfg config.Config, repo training.Repository, b *blob.Store, log *slog.Logger) *Runner {
-	return New(repo, BlobObjects(b), kaggle.New(KaggleConfig(cfg, log)), Config{MaxRuntime: cfg.Training.MaxRuntime, PollInterval: cfg.Kaggle.PollInterval, MaxOutputBytes: cfg.Training.MaxOutputBytes}, log.With("component", "runner"))
 }

@@ -1,4 +1,4 @@
-package sse
+package sse_test
 
 import (
 	"bytes"
@@ -6,26 +6,29 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/finetune-studio/finetune-studio/app/internal/sse"
+	"github.com/finetune-studio/finetune-studio/app/internal/sse/ssetest"
 )
 
 func TestWriteFraming(t *testing.T) {
 	tests := []struct {
 		name string
-		ev   Event
+		ev   sse.Event
 		want string
 	}{
-		{"single line", Event{ID: "1", Data: "hello"}, "id: 1\ndata: hello\n\n"},
-		{"named", Event{ID: "7", Name: "status", Data: "x"}, "id: 7\nevent: status\ndata: x\n\n"},
-		{"multi-line LF", Event{ID: "2", Data: "a\nb\nc"}, "id: 2\ndata: a\ndata: b\ndata: c\n\n"},
-		{"CRLF and CR", Event{ID: "3", Data: "a\r\nb\rc"}, "id: 3\ndata: a\ndata: b\ndata: c\n\n"},
-		{"trailing newline keeps an empty line", Event{ID: "4", Data: "a\n"}, "id: 4\ndata: a\ndata: \n\n"},
-		{"empty data still dispatches", Event{ID: "5"}, "id: 5\ndata: \n\n"},
-		{"data that looks like a field", Event{ID: "6", Data: "x\nid: 99\n\nevent: evil"}, "id: 6\ndata: x\ndata: id: 99\ndata: \ndata: event: evil\n\n"},
+		{"single line", sse.Event{ID: "1", Data: "hello"}, "id: 1\ndata: hello\n\n"},
+		{"named", sse.Event{ID: "7", Name: "status", Data: "x"}, "id: 7\nevent: status\ndata: x\n\n"},
+		{"multi-line LF", sse.Event{ID: "2", Data: "a\nb\nc"}, "id: 2\ndata: a\ndata: b\ndata: c\n\n"},
+		{"CRLF and CR", sse.Event{ID: "3", Data: "a\r\nb\rc"}, "id: 3\ndata: a\ndata: b\ndata: c\n\n"},
+		{"trailing newline keeps an empty line", sse.Event{ID: "4", Data: "a\n"}, "id: 4\ndata: a\ndata: \n\n"},
+		{"empty data still dispatches", sse.Event{ID: "5"}, "id: 5\ndata: \n\n"},
+		{"data that looks like a field", sse.Event{ID: "6", Data: "x\nid: 99\n\nevent: evil"}, "id: 6\ndata: x\ndata: id: 99\ndata: \ndata: event: evil\n\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var b bytes.Buffer
-			if err := Write(&b, tt.ev); err != nil {
+			if err := sse.Write(&b, tt.ev); err != nil {
 				t.Fatal(err)
 			}
 			if b.String() != tt.want {
@@ -36,9 +39,9 @@ func TestWriteFraming(t *testing.T) {
 }
 
 func TestWriteRejectsInjection(t *testing.T) {
-	for _, ev := range []Event{{ID: "1\ndata: x"}, {ID: "1\r"}, {ID: "a\x00"}, {ID: "1", Name: "a\nb"}} {
+	for _, ev := range []sse.Event{{ID: "1\ndata: x"}, {ID: "1\r"}, {ID: "a\x00"}, {ID: "1", Name: "a\nb"}} {
 		var b bytes.Buffer
-		if err := Write(&b, ev); !errors.Is(err, ErrInvalidField) {
+		if err := sse.Write(&b, ev); !errors.Is(err, sse.ErrInvalidField) {
 			t.Errorf("Write(%q) error = %v, want ErrInvalidField", ev, err)
 		}
 		if b.Len() != 0 {
@@ -49,13 +52,13 @@ func TestWriteRejectsInjection(t *testing.T) {
 
 func TestCommentIsIgnoredByReaders(t *testing.T) {
 	var b bytes.Buffer
-	if err := Comment(&b, "heartbeat\nsecond line"); err != nil {
+	if err := sse.Comment(&b, "heartbeat\nsecond line"); err != nil {
 		t.Fatal(err)
 	}
-	if err := Write(&b, Event{ID: "9", Data: "after"}); err != nil {
+	if err := sse.Write(&b, sse.Event{ID: "9", Data: "after"}); err != nil {
 		t.Fatal(err)
 	}
-	r := NewReader(&b)
+	r := ssetest.NewReader(&b)
 	ev, err := r.Next()
 	if err != nil {
 		t.Fatal(err)
@@ -84,11 +87,11 @@ func FuzzFraming(f *testing.F) {
 	f.Add("id\n", "evil\r", ":comment")
 	f.Fuzz(func(t *testing.T, id, name, data string) {
 		var b bytes.Buffer
-		ev := Event{ID: id, Name: name, Data: data}
-		err := Write(&b, ev)
+		ev := sse.Event{ID: id, Name: name, Data: data}
+		err := sse.Write(&b, ev)
 		invalid := strings.ContainsAny(id, "\r\n\x00") || strings.ContainsAny(name, "\r\n")
 		if invalid {
-			if !errors.Is(err, ErrInvalidField) || b.Len() != 0 {
+			if !errors.Is(err, sse.ErrInvalidField) || b.Len() != 0 {
 				t.Fatalf("Write(%q) = %v with %d bytes written, want ErrInvalidField and nothing", ev, err, b.Len())
 			}
 			return
@@ -96,10 +99,10 @@ func FuzzFraming(f *testing.F) {
 		if err != nil {
 			t.Fatalf("Write(%q): %v", ev, err)
 		}
-		if err := Comment(&b, data); err != nil {
+		if err := sse.Comment(&b, data); err != nil {
 			t.Fatal(err)
 		}
-		r := NewReader(&b)
+		r := ssetest.NewReader(&b)
 		got, err := r.Next()
 		if err != nil {
 			t.Fatalf("reading back %q: %v", b.String(), err)

@@ -45,17 +45,13 @@ func scanJob(row scanner) (training.Job, error) {
 	return j, nil
 }
 
-// InsertJob stores a queued job with its first event and enqueues the task
-// that runs it, all in one transaction: a job is never queued without a
+// InsertJob stores a queued job with its first event and enqueues step, the
+// task that runs it, all in one transaction: a job is never queued without a
 // worker task, nor a task left without its job.
-func (s *Store) InsertJob(ctx context.Context, j training.Job) (training.Job, error) {
+func (s *Store) InsertJob(ctx context.Context, j training.Job, step training.Task) (training.Job, error) {
 	hp, err := json.Marshal(j.Hyperparameters)
 	if err != nil {
 		return training.Job{}, fmt.Errorf("encoding hyperparameters: %w", err)
-	}
-	payload, err := json.Marshal(training.TaskPayload{JobID: j.ID})
-	if err != nil {
-		return training.Job{}, fmt.Errorf("encoding task payload: %w", err)
 	}
 	var out training.Job
 	err = s.InTx(ctx, func(tx *Tx) error {
@@ -70,7 +66,7 @@ func (s *Store) InsertJob(ctx context.Context, j training.Job) (training.Job, er
 		if err := insertEvent(ctx, tx, j.ID, training.EventStatus, "", training.StatusQueued, "job created"); err != nil {
 			return err
 		}
-		_, _, err = tx.Enqueue(ctx, NewTask{Kind: training.TaskKind, Payload: payload, DedupeKey: j.ID, MaxAttempts: s.taskMaxAttempts})
+		_, _, err = tx.Enqueue(ctx, NewTask{Kind: step.Kind, Payload: step.Payload, DedupeKey: step.DedupeKey, MaxAttempts: s.taskMaxAttempts})
 		return err
 	})
 	if err != nil {

@@ -61,13 +61,9 @@ type Task struct {
 	Reclaimed bool
 }
 
-// Enqueue adds a task (see Tx.Enqueue to do it inside a transaction).
-func (s *Store) Enqueue(ctx context.Context, t NewTask) (id int64, created bool, err error) {
-	return enqueue(ctx, s.db, t)
-}
-
 // Enqueue adds a task as part of the transaction: it becomes visible to
-// workers only if the transaction commits.
+// workers only if the transaction commits, so a task is enqueued together
+// with the change that calls for it (a job row, say).
 func (t *Tx) Enqueue(ctx context.Context, nt NewTask) (id int64, created bool, err error) {
 	return enqueue(ctx, t.db, nt)
 }
@@ -246,15 +242,6 @@ func (s *Store) leased(ctx context.Context, op string, id int64, token, sql stri
 		return fmt.Errorf("%s task %d: %w", op, id, ErrLeaseLost)
 	}
 	return nil
-}
-
-// GetTask returns one task by id.
-func (s *Store) GetTask(ctx context.Context, id int64) (*Task, error) {
-	t, err := scanTask(s.db.QueryRow(ctx, `SELECT `+taskColumns+` FROM tasks t WHERE t.id = $1`, id))
-	if err != nil {
-		return nil, fmt.Errorf("getting task %d: %w", id, mapErr(err))
-	}
-	return t, nil
 }
 
 // QueueDepth counts live tasks: queued (including not yet due) and running.

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -178,4 +179,19 @@ func TestFailTaskStoresInvalidUTF8Safely(t *testing.T) {
 	if _, err := s.FailTask(ctx, id, task.LeaseToken, 0, reason); err != nil {
 		t.Fatalf("storing a long, partly invalid reason: %v", err)
 	}
+}
+
+// Enqueue adds a task outside any transaction. Production code always
+// enqueues inside one (Tx.Enqueue); tests need a task on its own.
+func (s *Store) Enqueue(ctx context.Context, t NewTask) (id int64, created bool, err error) {
+	return enqueue(ctx, s.db, t)
+}
+
+// GetTask reads one task by id; only tests look at a task row directly.
+func (s *Store) GetTask(ctx context.Context, id int64) (*Task, error) {
+	t, err := scanTask(s.db.QueryRow(ctx, `SELECT `+taskColumns+` FROM tasks t WHERE t.id = $1`, id))
+	if err != nil {
+		return nil, fmt.Errorf("getting task %d: %w", id, mapErr(err))
+	}
+	return t, nil
 }

@@ -44,9 +44,10 @@ func insertTestDataset(t *testing.T, s *Store, name string) training.Dataset {
 
 func insertTestJob(t *testing.T, s *Store, datasetID string) training.Job {
 	t.Helper()
+	id := training.NewID()
 	j, err := s.InsertJob(context.Background(), training.Job{
-		ID: training.NewID(), DatasetID: datasetID, BaseModel: "m", Hyperparameters: training.DefaultHyperparameters(),
-	})
+		ID: id, DatasetID: datasetID, BaseModel: "m", Hyperparameters: training.DefaultHyperparameters(),
+	}, training.StepTask(id))
 	if err != nil {
 		t.Fatalf("inserting job: %v", err)
 	}
@@ -190,7 +191,8 @@ func TestInsertJobEnqueuesItsTaskInTheSameTransaction(t *testing.T) {
 	}
 
 	// A job on a dataset that does not exist is refused and leaves no task.
-	_, err = s.InsertJob(ctx, training.Job{ID: training.NewID(), DatasetID: training.NewID(), BaseModel: "m"})
+	id := training.NewID()
+	_, err = s.InsertJob(ctx, training.Job{ID: id, DatasetID: training.NewID(), BaseModel: "m"}, training.StepTask(id))
 	if !errors.Is(err, problem.ErrConflict) {
 		t.Fatalf("job on a missing dataset: err = %v, want ErrConflict", err)
 	}

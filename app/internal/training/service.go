@@ -32,9 +32,9 @@ type Repository interface {
 	// the row is deleted: if it fails nothing is deleted.
 	DeleteDataset(ctx context.Context, id string, beforeCommit func(Dataset) error) error
 
-	// InsertJob stores a queued job, its first event, and the worker task
-	// that will run it, in one transaction.
-	InsertJob(ctx context.Context, j Job) (Job, error)
+	// InsertJob stores a queued job, its first event, and step, the worker
+	// task that will run it, in one transaction.
+	InsertJob(ctx context.Context, j Job, step Task) (Job, error)
 	ListJobs(ctx context.Context, status Status, page Page) ([]Job, string, error)
 	GetJob(ctx context.Context, id string) (Job, error)
 	// Transition moves a job from one status to another if, and only if, it
@@ -405,13 +405,14 @@ func (s *Service) CreateJob(ctx context.Context, in JobInput) (Job, error) {
 		}
 		return Job{}, err
 	}
+	id := NewID()
 	return s.repo.InsertJob(ctx, Job{
-		ID:              NewID(),
+		ID:              id,
 		DatasetID:       in.DatasetID,
 		BaseModel:       in.BaseModel,
 		Hyperparameters: hp,
 		Status:          StatusQueued,
-	})
+	}, StepTask(id))
 }
 
 // ListJobs returns one page of jobs, newest first, optionally of one status.

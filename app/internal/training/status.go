@@ -1,10 +1,11 @@
-// Package training is the product domain: uploaded datasets, fine-tuning jobs
-// and their state machine, the runner that drives a job through a remote
-// training backend (Kaggle), the models jobs produce and the job event log.
+// Package training is the product domain: the use cases on uploaded
+// datasets, fine-tuning jobs and their state machine, the models jobs
+// produce and the job event log.
 //
-// It imports no vendor packages. The interfaces it consumes (storage rows,
-// object storage, the training backend, the task queue) are declared here and
-// satisfied by the store, blob and kaggle packages at the edges.
+// It imports no vendor packages. The interfaces it consumes (Repository for
+// rows and the task queue, Objects for object storage) are declared here and
+// satisfied by the store and blob packages at the edges; package runner
+// drives a job's steps through the training backend.
 package training
 
 import "slices"

@@ -116,3 +116,18 @@ type StrandedJob struct {
 	Attempts  int
 	LastError string
 }
+
+// Task is a background task the repository enqueues together with a job.
+// The domain decides what it says; the repository only stores it.
+type Task struct {
+	Kind    string
+	Payload []byte
+	// DedupeKey keeps at most one live task of Kind per key.
+	DedupeKey string
+}
+
+// StepTask is the TaskKind task that runs job id's next step.
+func StepTask(jobID string) Task {
+	payload, _ := json.Marshal(TaskPayload{JobID: jobID}) // a struct of one string cannot fail
+	return Task{Kind: TaskKind, Payload: payload, DedupeKey: jobID}
+}

@@ -27,7 +27,14 @@ func TestMain(m *testing.M) {
 	os.Exit(testenv.Main(m))
 }
 
-func openStore(t *testing.T, dsn string) *store.Store {
+// testStore is the store a pool runs on, and a reader of its task rows
+// (only tests read a task by id).
+type testStore struct {
+	*store.Store
+	tasks *testenv.TaskReader
+}
+
+func openStore(t *testing.T, dsn string) *testStore {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -36,7 +43,22 @@ func openStore(t *testing.T, dsn string) *store.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	return s
+	return &testStore{Store: s, tasks: testenv.NewTaskReader(t, dsn)}
+}
+
+// GetTask reads task id.
+func (s *testStore) GetTask(ctx context.Context, id int64) (*testenv.Task, error) {
+	return s.tasks.Task(ctx, id)
+}
+
+// Enqueue adds a task on its own (production code enqueues inside a
+// transaction, with the change that calls for it).
+func (s *testStore) Enqueue(ctx context.Context, nt store.NewTask) (id int64, created bool, err error) {
+	err = s.InTx(ctx, func(tx *store.Tx) error {
+		id, created, err = tx.Enqueue(ctx, nt)
+		return err
+	})
+	return id, created, err
 }
 
 // outcomes counts what the pool reported.
@@ -70,9 +92,9 @@ func fastOptions(obs Observer) Options {
 	}
 }
 
-func newPool(t *testing.T, s *store.Store, opts Options) *Pool {
+func newPool(t *testing.T, s *testStore, opts Options) *Pool {
 	t.Helper()
-	p := New(s, slog.New(slog.DiscardHandler), opts)
+	p := New(s.Store, slog.New(slog.DiscardHandler), opts)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -82,7 +104,7 @@ func newPool(t *testing.T, s *store.Store, opts Options) *Pool {
 }
 
 // waitTask polls until the task reaches state.
-func waitTask(t *testing.T, s *store.Store, id int64, state string) *store.Task {
+func waitTask(t *testing.T, s *testStore, id int64, state string) *testenv.Task {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -100,7 +122,7 @@ func waitTask(t *testing.T, s *store.Store, id int64, state string) *store.Task 
 	}
 }
 
-func enqueue(t *testing.T, s *store.Store, kind string, maxAttempts int) int64 {
+func enqueue(t *testing.T, s *testStore, kind string, maxAttempts int) int64 {
 	t.Helper()
 	id, _, err := s.Enqueue(context.Background(), store.NewTask{Kind: kind, MaxAttempts: maxAttempts})
 	if err != nil {
@@ -420,7 +442,7 @@ func TestLostLeaseCancelsHandler(t *testing.T) {
 
 // stealLease simulates another instance owning the task now: the lease is
 // given back and claimed again, so the row carries a new lease token.
-func stealLease(t *testing.T, s *store.Store, id int64) string {
+func stealLease(t *testing.T, s *testStore, id int64) string {
 	t.Helper()
 	ctx := context.Background()
 	task, err := s.GetTask(ctx, id)
@@ -523,7 +545,7 @@ func helperProcess() int {
 
 // crashClaims claims task id n times with a lease that expires at once and
 // never finishes it, as n instances that crashed mid-task would.
-func crashClaims(t *testing.T, s *store.Store, kind string, id int64, n int) {
+func crashClaims(t *testing.T, s *testStore, kind string, id int64, n int) {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for claimed := 0; claimed < n; {
@@ -548,9 +570,7 @@ func crashClaims(t *testing.T, s *store.Store, kind string, id int64, n int) {
 // giveUps records the GiveUp calls of a kind and checks that each one runs
 // while the task is still leased to the caller.
 type giveUps struct {
-	s interface {
-		GetTask(ctx context.Context, id int64) (*store.Task, error)
-	}
+	s     *testStore
 	mu    sync.Mutex
 	calls []string // the causes
 	fail  int      // fail this many calls first (the database is down)
