@@ -22,6 +22,7 @@ import (
 	_ "github.com/finetune-studio/finetune-studio/caddy-modules/cors"
 	_ "github.com/finetune-studio/finetune-studio/caddy-modules/edgehealth"
 	_ "github.com/finetune-studio/finetune-studio/caddy-modules/logbuffer"
+	_ "github.com/finetune-studio/finetune-studio/caddy-modules/queryfilter"
 )
 
 func main() {

@@ -35,14 +35,40 @@ var trackers = caddy.NewUsagePool()
 const trackerKey = "cert_metrics"
 
 // App is the `cert_metrics` Caddy app.
+//
+// A config being loaded must not change what the running one reports: a
+// reload that fails (a bad site, a port in use) would otherwise leave its
+// max_names, or names from its half-started TLS app, in the live metrics.
+// So Provision only takes a reference to the shared tracker; certificate
+// events are held back until Caddy emits "started" (every app of the new
+// config started), and only then is the new config's max_names applied and
+// the held events recorded.
 type App struct {
 	// MaxNames bounds how many certificate names are tracked, and so the
-	// cardinality of the `name` label. Names beyond it are ignored (and
-	// logged once each). Default: 100.
+	// cardinality of the `name` label. Names no longer managed are evicted
+	// (see tracker.stale), so only current names count. Names beyond it
+	// are ignored and logged once each. Default: 100.
 	MaxNames int `json:"max_names,omitempty"`
 
 	tracker *tracker
 	logger  *zap.Logger
+	held    *heldEvents
+}
+
+// heldEvents is an App's gate between its certificate events and the
+// shared tracker.
+type heldEvents struct {
+	mu      sync.Mutex
+	live    bool          // "started" seen: events go to the tracker
+	pending []observation // events before that
+}
+
+// observation is one certificate event, as the tracker records it.
+type observation struct {
+	name      string
+	failing   bool
+	operation string // obtain | renew | "" (cached, no operation)
+	result    string // success | failure
 }
 
 // CaddyModule returns the Caddy module information.
@@ -56,32 +82,33 @@ func (App) CaddyModule() caddy.ModuleInfo {
 const defaultMaxNames = 100
 
 // Provision subscribes to certificate events and registers the collector.
+// It changes nothing the running config reports (see App).
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
+	a.held = new(heldEvents)
 	if a.MaxNames == 0 {
 		a.MaxNames = defaultMaxNames
 	}
 	val, _, err := trackers.LoadOrNew(trackerKey, func() (caddy.Destructor, error) {
-		return newTracker(), nil
+		return newTracker(cachedNotAfter, time.Now), nil
 	})
 	if err != nil {
 		return fmt.Errorf("loading tracker: %w", err)
 	}
 	a.tracker = val.(*tracker)
-	a.tracker.setMaxNames(a.MaxNames)
 
 	eventsApp, err := ctx.App("events")
 	if err != nil {
 		return fmt.Errorf("loading events app: %w", err)
 	}
 	events := eventsApp.(*caddyevents.App)
-	for _, name := range []string{"cached_managed_cert", "cert_obtained", "cert_failed"} {
-		if err := events.On(name, eventHandler{tracker: a.tracker, logger: a.logger}); err != nil {
+	for _, name := range []string{"cached_managed_cert", "cert_obtained", "cert_failed", "started"} {
+		if err := events.On(name, eventHandler{app: a}); err != nil {
 			return fmt.Errorf("subscribing to %s: %w", name, err)
 		}
 	}
 
-	if err := ctx.GetMetricsRegistry().Register(collector{tracker: a.tracker, lookup: cachedNotAfter}); err != nil {
+	if err := ctx.GetMetricsRegistry().Register(collector{tracker: a.tracker}); err != nil {
 		return fmt.Errorf("registering metrics: %w", err)
 	}
 	return nil
@@ -95,7 +122,8 @@ func (a *App) Validate() error {
 	return nil
 }
 
-// Start implements caddy.App; all work happens on events and scrapes.
+// Start implements caddy.App; the config goes live on "started" instead,
+// because another app may still fail to start after this one.
 func (a *App) Start() error { return nil }
 
 // Stop implements caddy.App.
@@ -105,6 +133,47 @@ func (a *App) Stop() error { return nil }
 func (a *App) Cleanup() error {
 	_, err := trackers.Delete(trackerKey)
 	return err
+}
+
+// commit makes this config the one the tracker follows: its max_names,
+// stale names evicted, and the events held back since Provision.
+func (a *App) commit() {
+	a.held.mu.Lock()
+	defer a.held.mu.Unlock()
+	if a.held.live {
+		return
+	}
+	a.held.live = true
+	a.tracker.setMaxNames(a.MaxNames)
+	for _, o := range a.held.pending {
+		a.record(o)
+	}
+	a.held.pending = nil
+}
+
+// observe records o, or holds it back until the config is live.
+func (a *App) observe(o observation) {
+	a.held.mu.Lock()
+	defer a.held.mu.Unlock()
+	if !a.held.live {
+		a.held.pending = append(a.held.pending, o)
+		return
+	}
+	a.record(o)
+}
+
+func (a *App) record(o observation) {
+	if o.operation != "" {
+		a.tracker.count(o.operation, o.result)
+	}
+	if o.name == "" {
+		return
+	}
+	tracked, firstDrop := a.tracker.observe(o.name, o.failing)
+	if !tracked && firstDrop {
+		a.logger.Warn("certificate name not tracked: max_names reached",
+			zap.String("name", o.name), zap.Int("max_names", a.MaxNames))
+	}
 }
 
 // Certificate is the state of one managed certificate name.
@@ -119,7 +188,7 @@ type Certificate struct {
 // Certificates returns the tracked names, sorted, with the expiry of the
 // certificate Caddy currently serves for each.
 func (a *App) Certificates() []Certificate {
-	return a.tracker.certificates(cachedNotAfter)
+	return a.tracker.certificates()
 }
 
 // cachedNotAfter returns the latest NotAfter among the certificates in
@@ -134,11 +203,31 @@ func cachedNotAfter(name string) time.Time {
 	return latest
 }
 
+// How long a name without a cached certificate stays tracked after its
+// last event. A failing name is retried by certmagic at least every 6
+// hours for 30 days, each attempt a cert_failed event, so a day without
+// one means nobody manages it any more. A name that is not failing has its
+// certificate cached right after cert_obtained; without one (Caddy drops
+// certificates a new config no longer manages) it is gone once this short
+// grace has passed.
+const (
+	failingStaleAfter = 24 * time.Hour
+	cachedStaleAfter  = time.Minute
+)
+
+// maxRefusedLogged bounds the set of names refused for max_names that
+// have been logged (each is logged once).
+const maxRefusedLogged = 1000
+
 // tracker is the reload-surviving state: known names and operation counts.
 type tracker struct {
+	lookup func(string) time.Time // NotAfter of the cached certificate, zero if none
+	now    func() time.Time
+
 	mu       sync.Mutex
 	maxNames int
 	names    map[string]nameState
+	dropped  map[string]struct{} // names refused for max_names, logged once each
 	ops      map[opKey]uint64
 }
 
@@ -146,6 +235,8 @@ type nameState struct {
 	// failing is true when the latest event for the name was a failed
 	// obtain or renew, so a name with no certificate yet is still reported.
 	failing bool
+	// lastEvent is when the latest event for the name arrived.
+	lastEvent time.Time
 }
 
 type opKey struct {
@@ -153,8 +244,15 @@ type opKey struct {
 	result    string // success | failure
 }
 
-func newTracker() *tracker {
-	t := &tracker{names: make(map[string]nameState), ops: make(map[opKey]uint64)}
+func newTracker(lookup func(string) time.Time, now func() time.Time) *tracker {
+	t := &tracker{
+		lookup:   lookup,
+		now:      now,
+		maxNames: defaultMaxNames,
+		names:    make(map[string]nameState),
+		dropped:  make(map[string]struct{}),
+		ops:      make(map[opKey]uint64),
+	}
 	for _, op := range []string{"obtain", "renew"} {
 		for _, res := range []string{"success", "failure"} {
 			t.ops[opKey{op, res}] = 0
@@ -168,20 +266,47 @@ func (t *tracker) Destruct() error { return nil }
 
 func (t *tracker) setMaxNames(n int) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.maxNames = n
-	t.mu.Unlock()
+	t.evictLocked()
 }
 
-// observe records an event; it reports false when the name was dropped
-// because the tracker is full.
-func (t *tracker) observe(name string, failing bool) bool {
+// observe records an event for name. It reports whether the name is
+// tracked, and, when it is not (max_names reached even after evicting
+// stale names), whether this is the first time the name was refused.
+func (t *tracker) observe(name string, failing bool) (tracked, firstDrop bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if _, known := t.names[name]; !known && len(t.names) >= t.maxNames {
-		return false
+		t.evictLocked()
+		if len(t.names) >= t.maxNames {
+			if _, seen := t.dropped[name]; seen || len(t.dropped) >= maxRefusedLogged {
+				// Bounded memory: past that many refused names, the rest
+				// are refused without a line each.
+				return false, false
+			}
+			t.dropped[name] = struct{}{}
+			return false, true
+		}
 	}
-	t.names[name] = nameState{failing: failing}
-	return true
+	delete(t.dropped, name)
+	t.names[name] = nameState{failing: failing, lastEvent: t.now()}
+	return true, false
+}
+
+// evictLocked forgets the names that are no longer managed: no cached
+// certificate, and no event for longer than the grace of their kind.
+func (t *tracker) evictLocked() {
+	now := t.now()
+	for n, s := range t.names {
+		grace := cachedStaleAfter
+		if s.failing {
+			grace = failingStaleAfter
+		}
+		if now.Sub(s.lastEvent) > grace && t.lookup(n).IsZero() {
+			delete(t.names, n)
+		}
+	}
 }
 
 func (t *tracker) count(operation, result string) {
@@ -193,7 +318,7 @@ func (t *tracker) count(operation, result string) {
 // certificates lists names with a cached certificate or a failing first
 // obtain. Names whose certificate left the cache without a failure (no
 // longer managed after a reload) are not reported.
-func (t *tracker) certificates(lookup func(string) time.Time) []Certificate {
+func (t *tracker) certificates() []Certificate {
 	t.mu.Lock()
 	names := make(map[string]nameState, len(t.names))
 	for n, s := range t.names {
@@ -202,7 +327,7 @@ func (t *tracker) certificates(lookup func(string) time.Time) []Certificate {
 	t.mu.Unlock()
 	out := make([]Certificate, 0, len(names))
 	for n, s := range names {
-		notAfter := lookup(n)
+		notAfter := t.lookup(n)
 		if notAfter.IsZero() && !s.failing {
 			continue
 		}
@@ -222,10 +347,9 @@ func (t *tracker) operations() map[opKey]uint64 {
 	return out
 }
 
-// eventHandler feeds certificate events into the tracker.
+// eventHandler feeds Caddy's events into the app.
 type eventHandler struct {
-	tracker *tracker
-	logger  *zap.Logger
+	app *App
 }
 
 // Handle implements caddyevents.Handler.
@@ -235,37 +359,27 @@ func (h eventHandler) Handle(_ context.Context, e caddy.Event) error {
 	if renewal {
 		operation = "renew"
 	}
+	id, _ := e.Data["identifier"].(string)
 	switch e.Name() {
+	case "started":
+		h.app.commit()
 	case "cached_managed_cert":
 		sans, _ := e.Data["sans"].([]string)
 		for _, san := range sans {
-			h.track(san, false)
+			h.app.observe(observation{name: san})
 		}
 	case "cert_obtained":
-		h.tracker.count(operation, "success")
-		if id, ok := e.Data["identifier"].(string); ok {
-			h.track(id, false)
-		}
+		h.app.observe(observation{name: id, operation: operation, result: "success"})
 	case "cert_failed":
-		h.tracker.count(operation, "failure")
-		if id, ok := e.Data["identifier"].(string); ok {
-			h.track(id, true)
-		}
+		h.app.observe(observation{name: id, failing: true, operation: operation, result: "failure"})
 	}
 	return nil
-}
-
-func (h eventHandler) track(name string, failing bool) {
-	if !h.tracker.observe(name, failing) {
-		h.logger.Warn("certificate name not tracked: max_names reached", zap.String("name", name))
-	}
 }
 
 // collector exports the tracker on a Prometheus registry. Values are read
 // at scrape time so the expiry is always what Caddy serves right now.
 type collector struct {
 	tracker *tracker
-	lookup  func(string) time.Time
 }
 
 var (
@@ -287,7 +401,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	for _, cert := range c.tracker.certificates(c.lookup) {
+	for _, cert := range c.tracker.certificates() {
 		if cert.NotAfter.IsZero() {
 			continue
 		}

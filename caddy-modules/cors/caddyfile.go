@@ -8,10 +8,12 @@ import (
 )
 
 func init() {
-	httpcaddyfile.RegisterHandlerDirective("cors", parseCaddyfile)
+	// Namespaced like the module ID: a plugin registering "cors" cannot
+	// collide with it.
+	httpcaddyfile.RegisterHandlerDirective("finetune_cors", parseCaddyfile)
 	// After `header` so security headers are on preflight answers too, and
 	// before `rate_limit`/`request_body` so preflights are cheap.
-	httpcaddyfile.RegisterDirectiveOrder("cors", httpcaddyfile.After, "header")
+	httpcaddyfile.RegisterDirectiveOrder("finetune_cors", httpcaddyfile.After, "header")
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -22,13 +24,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
-//	cors [<origins...>] {
+//	finetune_cors [<origins...>] {
 //	    origins     <origins...>
 //	    methods     <methods...>
 //	    headers     <headers...>
 //	    expose      <headers...>
 //	    credentials
-//	    max_age     <duration>
+//	    max_age     <duration>   # 0: browsers must not cache the preflight
 //	}
 //
 // Origins may be given inline, in the block, or both; an empty inline list
@@ -79,13 +81,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if d.NextArg() {
 				return d.ArgErr()
 			}
-			h.MaxAge = caddy.Duration(dur)
+			maxAge := caddy.Duration(dur)
+			h.MaxAge = &maxAge
 		default:
-			return d.Errf("unrecognized cors option '%s'", d.Val())
+			return d.Errf("unrecognized finetune_cors option '%s'", d.Val())
 		}
 	}
 	if len(h.AllowedOrigins) == 0 {
-		return d.Err("cors needs at least one origin")
+		return d.Err("finetune_cors needs at least one origin")
 	}
 	return nil
 }

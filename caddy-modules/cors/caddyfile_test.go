@@ -20,12 +20,12 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 	}{
 		{
 			name:  "inline origins",
-			input: `cors https://a.example https://*.b.example`,
+			input: `finetune_cors https://a.example https://*.b.example`,
 			want:  Handler{AllowedOrigins: []string{"https://a.example", "https://*.b.example"}},
 		},
 		{
 			name: "full block",
-			input: `cors https://a.example {
+			input: `finetune_cors https://a.example {
 				origins https://c.example
 				methods GET POST
 				headers Content-Type
@@ -39,14 +39,19 @@ func TestUnmarshalCaddyfile(t *testing.T) {
 				AllowedHeaders:   []string{"Content-Type"},
 				ExposedHeaders:   []string{"X-Request-ID"},
 				AllowCredentials: true,
-				MaxAge:           caddy.Duration(time.Hour),
+				MaxAge:           ptr(caddy.Duration(time.Hour)),
 			},
 		},
-		{name: "no origin at all", input: `cors`, wantErr: "at least one origin"},
-		{name: "empty origins option", input: "cors {\norigins\n}", wantErr: "wrong argument count"},
-		{name: "credentials takes no argument", input: "cors https://a.example {\ncredentials yes\n}", wantErr: "wrong argument count"},
-		{name: "bad max_age", input: "cors https://a.example {\nmax_age soon\n}", wantErr: "parsing max_age"},
-		{name: "unknown option", input: "cors https://a.example {\nallow_all\n}", wantErr: "unrecognized cors option"},
+		{
+			name:  "max_age 0 is kept apart from unset",
+			input: "finetune_cors https://a.example {\nmax_age 0\n}",
+			want:  Handler{AllowedOrigins: []string{"https://a.example"}, MaxAge: ptr(caddy.Duration(0))},
+		},
+		{name: "no origin at all", input: `finetune_cors`, wantErr: "at least one origin"},
+		{name: "empty origins option", input: "finetune_cors {\norigins\n}", wantErr: "wrong argument count"},
+		{name: "credentials takes no argument", input: "finetune_cors https://a.example {\ncredentials yes\n}", wantErr: "wrong argument count"},
+		{name: "bad max_age", input: "finetune_cors https://a.example {\nmax_age soon\n}", wantErr: "parsing max_age"},
+		{name: "unknown option", input: "finetune_cors https://a.example {\nallow_all\n}", wantErr: "unrecognized finetune_cors option"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got Handler

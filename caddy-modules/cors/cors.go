@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,17 +37,25 @@ type Handler struct {
 	// Origins allowed to make cross-origin requests: exact origins
 	// ("https://app.example.com"), wildcard subdomains
 	// ("https://*.example.com" matches any depth of subdomain, not the apex),
-	// or "*" for any origin. Required.
+	// or "*" for any origin. Required. Written the way a browser sends
+	// them or not: scheme and host are matched case-insensitively, and a
+	// trailing "/" or the scheme's default port (":443", ":80") is ignored.
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
 
-	// Methods allowed in preflights. Default: GET, HEAD, POST, PUT, PATCH, DELETE.
+	// Methods allowed in preflights, matched and advertised upper-case.
+	// "*" allows any method (the Fetch standard's wildcard; refused with
+	// allow_credentials, where browsers read it as a method named "*").
+	// Default: GET, HEAD, POST, PUT, PATCH, DELETE.
 	AllowedMethods []string `json:"allowed_methods,omitempty"`
 
-	// Request headers allowed in preflights (case-insensitive).
+	// Request headers allowed in preflights (case-insensitive). "*" allows
+	// any header except Authorization, which browsers require to be listed
+	// by name; refused with allow_credentials, as for methods.
 	// Default: Accept, Authorization, Content-Type, X-Request-ID.
 	AllowedHeaders []string `json:"allowed_headers,omitempty"`
 
-	// Response headers the browser may expose to scripts. Default: none.
+	// Response headers the browser may expose to scripts. "*" exposes all
+	// (refused with allow_credentials). Default: none.
 	ExposedHeaders []string `json:"exposed_headers,omitempty"`
 
 	// Whether to send Access-Control-Allow-Credentials: true. Cannot be
@@ -54,11 +63,15 @@ type Handler struct {
 	// any site make credentialed requests).
 	AllowCredentials bool `json:"allow_credentials,omitempty"`
 
-	// How long browsers may cache a preflight answer. Default: 10m.
-	// Browsers cap it (Chromium at 2h, Firefox at 24h).
-	MaxAge caddy.Duration `json:"max_age,omitempty"`
+	// How long browsers may cache a preflight answer. Default (unset): 10m.
+	// 0 sends `Access-Control-Max-Age: 0`, which tells browsers not to
+	// cache (leaving the header out would mean 5 s). Browsers cap it
+	// (Chromium at 2h, Firefox at 24h).
+	MaxAge *caddy.Duration `json:"max_age,omitempty"`
 
 	anyOrigin    bool
+	anyMethod    bool
+	anyHeader    bool
 	exact        map[string]struct{}
 	wildcards    []wildcardOrigin
 	methods      map[string]struct{}
@@ -79,7 +92,9 @@ type wildcardOrigin struct {
 // CaddyModule returns the Caddy module information.
 func (Handler) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
-		ID:  "http.handlers.cors",
+		// Namespaced: a third-party plugin (or a future Caddy) registering
+		// "cors" would otherwise make the build panic at start.
+		ID:  "http.handlers.finetune_cors",
 		New: func() caddy.Module { return new(Handler) },
 	}
 }
@@ -99,8 +114,9 @@ func (h *Handler) Provision(caddy.Context) error {
 	if len(h.AllowedHeaders) == 0 {
 		h.AllowedHeaders = defaultHeaders
 	}
-	if h.MaxAge == 0 {
-		h.MaxAge = defaultMaxAge
+	maxAge := defaultMaxAge
+	if h.MaxAge != nil {
+		maxAge = *h.MaxAge
 	}
 	h.exact = make(map[string]struct{})
 	h.wildcards = nil
@@ -109,29 +125,47 @@ func (h *Handler) Provision(caddy.Context) error {
 			h.anyOrigin = true
 			continue
 		}
-		w, isWildcard, err := parseOrigin(o)
+		parsed, isWildcard, err := parseAllowedOrigin(o)
 		if err != nil {
 			return fmt.Errorf("loading allowed origin %q: %w", o, err)
 		}
 		if isWildcard {
-			h.wildcards = append(h.wildcards, w)
+			h.wildcards = append(h.wildcards, wildcardOrigin{scheme: parsed.scheme, suffix: parsed.host[1:], port: parsed.port})
 		} else {
-			h.exact[strings.ToLower(o)] = struct{}{}
+			h.exact[parsed.String()] = struct{}{}
 		}
 	}
-	h.methods = make(map[string]struct{}, len(h.AllowedMethods))
-	for _, m := range h.AllowedMethods {
-		h.methods[strings.ToUpper(m)] = struct{}{}
+	upper := make([]string, len(h.AllowedMethods))
+	for i, m := range h.AllowedMethods {
+		upper[i] = strings.ToUpper(m) // advertised as matched
 	}
-	h.headers = make(map[string]struct{}, len(h.AllowedHeaders))
-	for _, hd := range h.AllowedHeaders {
-		h.headers[strings.ToLower(hd)] = struct{}{}
-	}
-	h.methodsValue = strings.Join(h.AllowedMethods, ", ")
-	h.headersValue = strings.Join(h.AllowedHeaders, ", ")
+	var methods []string
+	h.methods, methods = set(upper, strings.ToUpper)
+	_, h.anyMethod = h.methods["*"]
+	var headers []string
+	h.headers, headers = set(h.AllowedHeaders, strings.ToLower)
+	_, h.anyHeader = h.headers["*"]
+	h.methodsValue = strings.Join(methods, ", ")
+	h.headersValue = strings.Join(headers, ", ")
 	h.exposedValue = strings.Join(h.ExposedHeaders, ", ")
-	h.maxAgeValue = strconv.FormatInt(int64(time.Duration(h.MaxAge)/time.Second), 10)
+	h.maxAgeValue = strconv.FormatInt(int64(time.Duration(maxAge)/time.Second), 10)
 	return nil
+}
+
+// set returns the values as a set of key(value), and the values in order
+// without those whose key repeats an earlier one (advertised once each).
+func set(values []string, key func(string) string) (map[string]struct{}, []string) {
+	m := make(map[string]struct{}, len(values))
+	var unique []string
+	for _, v := range values {
+		k := key(v)
+		if _, dup := m[k]; dup {
+			continue
+		}
+		m[k] = struct{}{}
+		unique = append(unique, v)
+	}
+	return m, unique
 }
 
 // Validate refuses configurations browsers would reject or that would be unsafe.
@@ -142,55 +176,94 @@ func (h *Handler) Validate() error {
 	if h.anyOrigin && h.AllowCredentials {
 		return errors.New(`allow_credentials cannot be combined with the "*" origin`)
 	}
-	if h.MaxAge < 0 {
+	if h.AllowCredentials {
+		// With credentials the Fetch standard reads "*" as a literal name,
+		// so the browser would refuse what the edge allowed.
+		for option, values := range map[string][]string{"methods": h.AllowedMethods, "headers": h.AllowedHeaders, "expose": h.ExposedHeaders} {
+			if slices.Contains(values, "*") {
+				return fmt.Errorf(`allow_credentials cannot be combined with "*" in %s: list the names`, option)
+			}
+		}
+	}
+	if h.MaxAge != nil && *h.MaxAge < 0 {
 		return errors.New("max_age must not be negative")
 	}
 	return nil
 }
 
-// parseOrigin checks that o is a bare origin (scheme://host[:port], no path)
-// and reports whether it is a wildcard-subdomain pattern.
-func parseOrigin(o string) (wildcardOrigin, bool, error) {
-	u, err := url.Parse(o)
+// origin is a parsed origin, serialized the way a browser sends it:
+// scheme and host lower-case, no trailing "/", no default port.
+type origin struct {
+	scheme string
+	host   string // without brackets for an IPv6 literal
+	port   string // "" for the scheme's default port
+}
+
+func (o origin) String() string {
+	host := o.host
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]" // IPv6 literal
+	}
+	if o.port != "" {
+		return o.scheme + "://" + host + ":" + o.port
+	}
+	return o.scheme + "://" + host
+}
+
+var defaultPorts = map[string]string{"http": "80", "https": "443"}
+
+// parseOrigin checks that s is a bare origin (scheme://host[:port], no
+// path) and normalises it. The host may hold a "*".
+func parseOrigin(s string) (origin, error) {
+	u, err := url.Parse(s)
 	if err != nil {
-		return wildcardOrigin{}, false, err
+		return origin{}, err
 	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return wildcardOrigin{}, false, errors.New("scheme must be http or https")
+	o := origin{scheme: strings.ToLower(u.Scheme), host: strings.ToLower(u.Hostname()), port: u.Port()}
+	if o.scheme != "http" && o.scheme != "https" {
+		return origin{}, errors.New("scheme must be http or https")
 	}
-	if u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
-		return wildcardOrigin{}, false, errors.New("must be scheme://host[:port] with nothing after the host")
+	if o.host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.User != nil {
+		return origin{}, errors.New("must be scheme://host[:port] with nothing after the host")
 	}
-	host := u.Hostname()
-	if !strings.Contains(host, "*") {
-		return wildcardOrigin{}, false, nil
+	if o.port == defaultPorts[o.scheme] {
+		o.port = ""
 	}
-	if !strings.HasPrefix(host, "*.") || strings.Count(host, "*") != 1 || len(host) < 4 {
-		return wildcardOrigin{}, false, errors.New(`a wildcard must be the whole leftmost label, as in "https://*.example.com"`)
+	return o, nil
+}
+
+// parseAllowedOrigin parses an allowed origin and reports whether it is a
+// wildcard-subdomain pattern.
+func parseAllowedOrigin(s string) (origin, bool, error) {
+	o, err := parseOrigin(s)
+	if err != nil || !strings.Contains(o.host, "*") {
+		return o, false, err
 	}
-	return wildcardOrigin{scheme: u.Scheme, suffix: strings.ToLower(host[1:]), port: u.Port()}, true, nil
+	if !strings.HasPrefix(o.host, "*.") || strings.Count(o.host, "*") != 1 || len(o.host) < 4 {
+		return origin{}, false, errors.New(`a wildcard must be the whole leftmost label, as in "https://*.example.com"`)
+	}
+	return o, true, nil
 }
 
 // allowed reports whether the request's Origin value is allowed.
-func (h *Handler) allowed(origin string) bool {
+func (h *Handler) allowed(value string) bool {
 	if h.anyOrigin {
 		return true
 	}
-	lower := strings.ToLower(origin)
-	if _, ok := h.exact[lower]; ok {
+	// How browsers send it: no parsing needed.
+	if _, ok := h.exact[strings.ToLower(value)]; ok {
 		return true
 	}
-	if len(h.wildcards) == 0 {
+	o, err := parseOrigin(value)
+	if err != nil || strings.Contains(o.host, "*") {
 		return false
 	}
-	u, err := url.Parse(lower)
-	if err != nil || u.Path != "" || u.RawQuery != "" || u.User != nil {
-		return false
+	if _, ok := h.exact[o.String()]; ok {
+		return true
 	}
-	host := u.Hostname()
 	for _, w := range h.wildcards {
-		if u.Scheme == w.scheme && u.Port() == w.port &&
-			len(host) > len(w.suffix) && strings.HasSuffix(host, w.suffix) {
+		if o.scheme == w.scheme && o.port == w.port &&
+			len(o.host) > len(w.suffix) && strings.HasSuffix(o.host, w.suffix) {
 			return true
 		}
 	}
@@ -222,7 +295,7 @@ func (h *Handler) preflight(w http.ResponseWriter, r *http.Request, origin strin
 		return caddyhttp.Error(http.StatusForbidden, errors.New("cors: origin not allowed"))
 	}
 	method := strings.ToUpper(r.Header.Get("Access-Control-Request-Method"))
-	if _, ok := h.methods[method]; !ok {
+	if _, ok := h.methods[method]; !ok && !h.anyMethod {
 		return caddyhttp.Error(http.StatusForbidden, errors.New("cors: method not allowed"))
 	}
 	for _, line := range r.Header.Values("Access-Control-Request-Headers") {
@@ -231,7 +304,11 @@ func (h *Handler) preflight(w http.ResponseWriter, r *http.Request, origin strin
 			if name == "" {
 				continue
 			}
-			if _, ok := h.headers[name]; !ok {
+			if _, ok := h.headers[name]; ok {
+				continue
+			}
+			// The wildcard never covers Authorization (Fetch standard).
+			if !h.anyHeader || name == "authorization" {
 				return caddyhttp.Error(http.StatusForbidden, errors.New("cors: request header not allowed"))
 			}
 		}

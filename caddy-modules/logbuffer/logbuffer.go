@@ -97,7 +97,7 @@ func (w *Writer) WriterKey() string {
 	return fmt.Sprintf("buffered:%d:%d:%s", w.Size, w.FlushInterval, w.output.WriterKey())
 }
 
-// OpenWriter opens the wrapped writer and starts the flusher.
+// OpenWriter opens the wrapped writer and returns the buffer over it.
 func (w *Writer) OpenWriter() (io.WriteCloser, error) {
 	out, err := w.output.OpenWriter()
 	if err != nil {
@@ -120,7 +120,9 @@ func (w *Writer) OpenWriter() (io.WriteCloser, error) {
 // openLogs on a copy of the config's context, is never run), so without
 // this a graceful stop would lose everything still buffered. The buffer is
 // only flushed, not closed: Caddy keeps the open writer in its pool and
-// hands it to any later config with the same writer key.
+// hands it to any later config with the same writer key. Nor does it keep
+// anything running: with no goroutine of its own (see buffer), a buffer
+// whose key the new config no longer uses costs nothing once flushed.
 func (w *Writer) Cleanup() error {
 	if w.output == nil {
 		return nil // never provisioned
@@ -131,7 +133,7 @@ func (w *Writer) Cleanup() error {
 	if b == nil {
 		return nil
 	}
-	return b.Sync()
+	return b.release()
 }
 
 // open holds the open buffers by writer key. Caddy shares one open writer
@@ -145,73 +147,102 @@ var open = struct {
 }{m: make(map[string]*buffer)}
 
 // buffer is the open writer: safe for concurrent use, as Caddy requires.
+//
+// It owns no goroutine: the interval flush is a timer armed when the
+// first line of a batch arrives and not re-armed once the buffer is
+// empty. A buffer nobody writes to any more (its writer key changed on a
+// reload, and Caddy never closes it) therefore leaves nothing running.
+//
+// Failures keep lines rather than drop them, within the buffer's size:
+// what a failed or short write did not take stays buffered, in order, and
+// goes out first on the next flush, so a line torn by a short write is
+// completed rather than left torn. An entry is refused only when it does
+// not fit beside what the failing output has not taken (memory stays
+// bounded by size, or by one entry larger than it).
+//
+// zapcore.BufferedWriteSyncer does the same job but is built on
+// bufio.Writer, whose first write error is sticky: every later write fails
+// with it, so one transient failure (a log collector restarting behind a
+// `net` output, a full disk freed again) would end the access log for
+// good. It also runs a goroutine that only Stop ends, which Caddy never
+// calls. docs/benchmarks.md measures both.
 type buffer struct {
-	out  io.WriteCloser
-	size int
-	key  string // in open
+	out      io.WriteCloser
+	size     int
+	interval time.Duration
+	key      string // in open
 
 	mu     sync.Mutex
 	buf    []byte
-	err    error // the last failed write to out, reported on the next call
+	err    error // the timer's last failed flush, reported by the next Write or Sync
 	closed bool
-
-	stop chan struct{}
-	done chan struct{}
+	timer  *time.Timer // armed while buf holds lines
 }
 
 func newBuffer(out io.WriteCloser, size int, interval time.Duration) *buffer {
-	b := &buffer{
-		out:  out,
-		size: size,
-		buf:  make([]byte, 0, size),
-		stop: make(chan struct{}),
-		done: make(chan struct{}),
-	}
-	go b.flusher(interval)
-	return b
+	return &buffer{out: out, size: size, interval: interval}
 }
 
 // errClosed is returned for writes after Close.
 var errClosed = errors.New("buffered log writer is closed")
 
 // Write adds one log entry. Entries are never split: a batch written to
-// the output is always a run of whole entries.
+// the output is always a run of whole entries (and, after a short write,
+// the rest of the entry it tore).
+//
+// An earlier failed flush is reported here, with the entry still taken
+// (n == len(p)): zap prints the error and the entry is not lost. The entry
+// is refused (n == 0) only when the output is failing and the buffer has
+// no room left for it.
 func (b *buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return 0, errClosed
 	}
-	if err := b.takeErr(); err != nil {
-		return 0, err
-	}
-	if len(b.buf)+len(p) > b.size {
-		if err := b.flushLocked(); err != nil {
-			return 0, err
+	err := b.takeErr()
+	if len(b.buf) > 0 && len(b.buf)+len(p) > b.size {
+		if flushErr := b.flushLocked(); flushErr != nil {
+			err = errors.Join(err, flushErr)
+			if len(b.buf)+len(p) > b.size {
+				return 0, err
+			}
 		}
 	}
-	if len(p) > b.size {
-		if _, err := b.out.Write(p); err != nil {
-			return 0, err
-		}
-		return len(p), nil
+	if b.buf == nil {
+		b.buf = make([]byte, 0, b.size)
 	}
 	b.buf = append(b.buf, p...)
-	return len(p), nil
+	if len(b.buf) > b.size {
+		// An entry larger than the buffer goes out on its own at once.
+		err = errors.Join(err, b.flushLocked())
+	}
+	b.scheduleLocked()
+	return len(p), err
 }
 
 // Sync writes out what is buffered; zap calls it before a fatal exit.
 func (b *buffer) Sync() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.flushLocked(); err != nil {
-		return err
-	}
-	return b.takeErr()
+	err := b.flushLocked()
+	return errors.Join(b.takeErr(), err)
 }
 
-// Close stops the flusher, writes out what is buffered and closes the
-// output.
+// release writes out what is buffered and, if that emptied the buffer,
+// frees its memory until the next line (Cleanup: the next config may
+// never write here again).
+func (b *buffer) release() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	err := errors.Join(b.takeErr(), b.flushLocked())
+	if len(b.buf) == 0 {
+		b.buf = nil
+	}
+	return err
+}
+
+// Close writes out what is buffered and closes the output.
 func (b *buffer) Close() error {
 	b.mu.Lock()
 	if b.closed {
@@ -219,49 +250,62 @@ func (b *buffer) Close() error {
 		return nil
 	}
 	b.closed = true
+	err := errors.Join(b.takeErr(), b.flushLocked())
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
 	b.mu.Unlock()
-	close(b.stop)
-	<-b.done
+
 	open.Lock()
 	if open.m[b.key] == b {
 		delete(open.m, b.key)
 	}
 	open.Unlock()
-
-	b.mu.Lock()
-	err := errors.Join(b.flushLocked(), b.takeErr())
-	b.mu.Unlock()
 	return errors.Join(err, b.out.Close())
 }
 
-func (b *buffer) flusher(interval time.Duration) {
-	defer close(b.done)
-	ticker := time.NewTicker(interval)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-b.stop:
-			return
-		case <-ticker.C:
-			b.mu.Lock()
-			if err := b.flushLocked(); err != nil {
-				// Nobody is waiting on this write; the next Write reports it.
-				b.err = err
-			}
-			b.mu.Unlock()
-		}
+// tick is the interval flush.
+func (b *buffer) tick() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.timer = nil
+	if b.closed {
+		return
+	}
+	if err := b.flushLocked(); err != nil {
+		// Nobody is waiting on this write; the next Write reports it.
+		b.err = err
 	}
 }
 
-// flushLocked writes the buffer out. On error the batch is dropped rather
-// than retried forever: a broken output must not grow memory.
+// flushLocked writes the buffer out. What the output did not take stays
+// at the front of the buffer for the next flush.
 func (b *buffer) flushLocked() error {
-	if len(b.buf) == 0 {
-		return nil
+	var err error
+	if len(b.buf) > 0 {
+		var n int
+		n, err = b.out.Write(b.buf)
+		if err == nil && n < len(b.buf) {
+			err = io.ErrShortWrite // a writer breaking io.Writer's contract
+		}
+		n = min(max(n, 0), len(b.buf))
+		b.buf = b.buf[:copy(b.buf, b.buf[n:])]
 	}
-	_, err := b.out.Write(b.buf)
-	b.buf = b.buf[:0]
+	b.scheduleLocked()
 	return err
+}
+
+// scheduleLocked arms the interval flush while anything is buffered and
+// stops it once nothing is.
+func (b *buffer) scheduleLocked() {
+	switch {
+	case len(b.buf) > 0 && b.timer == nil && !b.closed:
+		b.timer = time.AfterFunc(b.interval, b.tick)
+	case len(b.buf) == 0 && b.timer != nil:
+		b.timer.Stop()
+		b.timer = nil
+	}
 }
 
 func (b *buffer) takeErr() error {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -286,5 +287,158 @@ func TestCleanupFlushesTheSharedBufferAndKeepsItOpen(t *testing.T) {
 	}
 	if err := (&Writer{}).Cleanup(); err != nil {
 		t.Fatalf("Cleanup of an unprovisioned writer: %v", err)
+	}
+}
+
+// flaky is an output that fails, or takes only part of a write, when told.
+type flaky struct {
+	sink
+	failNext  error // the next write fails with this, taking nothing
+	shortNext int   // the next write takes this many bytes, then fails
+}
+
+var errFlaky = errors.New("output unavailable")
+
+func (f *flaky) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	if err := f.failNext; err != nil {
+		f.failNext = nil
+		f.mu.Unlock()
+		return 0, err
+	}
+	if n := f.shortNext; n > 0 && n < len(p) {
+		f.shortNext = 0
+		f.batches = append(f.batches, bytes.Clone(p[:n]))
+		f.mu.Unlock()
+		return n, errFlaky
+	}
+	f.mu.Unlock()
+	return f.sink.Write(p)
+}
+
+// The interval flush failed with nobody to tell; the next Write reports
+// it, and must neither drop its own entry nor the failed batch.
+func TestEarlierFlushErrorKeepsTheEntry(t *testing.T) {
+	out := &flaky{failNext: errFlaky}
+	b := newBuffer(out, 1024, never)
+	if _, err := b.Write([]byte("first\n")); err != nil {
+		t.Fatal(err)
+	}
+	b.tick() // the interval flush, failing
+	n, err := b.Write([]byte("second\n"))
+	if !errors.Is(err, errFlaky) {
+		t.Fatalf("Write after a failed flush = %v, want the flush's error reported", err)
+	}
+	if n != len("second\n") {
+		t.Fatalf("Write reported %d bytes taken, want %d (the entry is kept)", n, len("second\n"))
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := out.text(), "first\nsecond\n"; got != want {
+		t.Fatalf("output %q, want %q: nothing lost", got, want)
+	}
+}
+
+// A short write must not drop the rest of the batch nor leave the line it
+// tore half-written: the next flush starts with the rest of that line.
+func TestShortWriteCompletesTheTornLine(t *testing.T) {
+	out := &flaky{shortNext: 10}
+	b := newBuffer(out, 1024, never)
+	lines := "{\"n\":1,\"pad\":\"xxxx\"}\n{\"n\":2}\n{\"n\":3}\n"
+	for _, l := range strings.SplitAfter(lines, "\n") {
+		if _, err := b.Write([]byte(l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Sync(); !errors.Is(err, errFlaky) {
+		t.Fatalf("Sync over a short write = %v, want its error", err)
+	}
+	if _, err := b.Write([]byte("{\"n\":4}\n")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := out.text(), lines+"{\"n\":4}\n"; got != want {
+		t.Fatalf("output %q, want %q: whole lines, in order, none lost", got, want)
+	}
+	b.Close()
+}
+
+// With the output failing and the buffer full, memory stays bounded: the
+// new entry is refused (and reported), the buffered ones are kept.
+func TestFailingOutputBoundsMemory(t *testing.T) {
+	out := &sink{fail: errFlaky}
+	b := newBuffer(out, 64, never)
+	line := []byte(strings.Repeat("x", 29) + "\n")
+	for i := range 2 {
+		if _, err := b.Write(line); err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	n, err := b.Write(line)
+	if n != 0 || !errors.Is(err, errFlaky) {
+		t.Fatalf("third line into a full buffer over a failing output: %d, %v; want 0 and the output's error", n, err)
+	}
+	if len(b.buf) > b.size {
+		t.Fatalf("buffer holds %d bytes, over its size %d", len(b.buf), b.size)
+	}
+	out.mu.Lock()
+	out.fail = nil
+	out.mu.Unlock()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := out.text(), strings.Repeat(string(line), 2); got != want {
+		t.Fatalf("output %q, want the two buffered lines", got)
+	}
+}
+
+// bufferGoroutines counts goroutines running this package's buffer code.
+func bufferGoroutines() int {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "logbuffer.(*buffer)") {
+			n++
+		}
+	}
+	return n
+}
+
+// A reload that changes the writer key (here the interval) leaves the old
+// buffer open forever (Caddy never closes log writers); once its config is
+// cleaned up, nothing of it may keep running.
+func TestChangedWriterKeyLeavesNothingRunning(t *testing.T) {
+	out := &sink{}
+	old := &Writer{Size: 1 << 10, FlushInterval: caddy.Duration(10 * time.Millisecond), output: sinkOpener{out}}
+	wc, err := old.OpenWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wc.Write([]byte("before reload\n")); err != nil {
+		t.Fatal(err)
+	}
+	// The new config's writer has another key: Caddy opens a new one.
+	next := &Writer{Size: old.Size, FlushInterval: caddy.Duration(20 * time.Millisecond), output: old.output}
+	nwc, err := next.OpenWriter()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nwc.Close()
+	if err := old.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if out.text() != "before reload\n" {
+		t.Fatalf("after Cleanup the output holds %q", out.text())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for bufferGoroutines() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines of the replaced buffer still running after its Cleanup", bufferGoroutines())
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

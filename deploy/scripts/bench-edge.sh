@@ -100,8 +100,11 @@ cors_by_hand = """@cors_allowed header Origin https://{$DOMAIN}
 			header Access-Control-Request-Method *
 		}
 		respond @preflight 204"""
-s, n = re.subn(r"cors https://\{\$DOMAIN\} \{\$CORS_ORIGINS\} \{.*?\n\t\t\}", cors_by_hand, s, flags=re.S)
+s, n = re.subn(r"finetune_cors https://\{\$DOMAIN\} \{\$CORS_ORIGINS\} \{.*?\n\t\t\}", cors_by_hand, s, flags=re.S)
 assert n == 1, "cors block not found"
+# Caddy's own query filter, doing a comparable job on the URI.
+s, n = re.subn(r"finetune_query \{.*?\n\t\t\t\t\}", "query {\n\t\t\t\t\tdelete token\n\t\t\t\t}", s, flags=re.S)
+assert n == 1, "finetune_query filter not found"
 print(s, end="")
 PY
 }

@@ -141,6 +141,8 @@ func TestRateLimit(t *testing.T) {
 func TestCORS(t *testing.T) {
 	app := startStubApp(t)
 	env, pe := defaultEnv(t, app.addr)
+	// Written the way operators do; browsers send https://studio.example.org.
+	env["CORS_ORIGINS"] = "https://*.example.com HTTPS://Studio.Example.org:443/"
 	startProdEdge(t, env, pe)
 	c := pe.client("127.0.0.1")
 
@@ -180,6 +182,9 @@ func TestCORS(t *testing.T) {
 				}
 				if resp.Header.Get("Access-Control-Max-Age") != "600" {
 					t.Errorf("Access-Control-Max-Age = %q, want 600", resp.Header.Get("Access-Control-Max-Age"))
+				}
+				if got := resp.Header.Get("Access-Control-Allow-Methods"); got != "GET, HEAD, POST, PUT, PATCH, DELETE" {
+					t.Errorf("Access-Control-Allow-Methods = %q", got)
 				}
 			} else {
 				if acao != "" {
