@@ -257,11 +257,14 @@ func TestACME(t *testing.T) {
 			}
 			time.Sleep(500 * time.Millisecond)
 		}
-		// Health: a certificate with minutes left is a warning, not a pass.
+		// Health: minutes left is not a warning by itself for a 120 s
+		// certificate that Caddy keeps renewing: expiry is judged against
+		// the lifetime (pass, or warn in the moments a renewal is late;
+		// the thresholds are unit-tested in caddy-modules/edgehealth).
 		rep := getHealth(t, http.DefaultClient, fmt.Sprintf("http://127.0.0.1:%d/health", e.metricsPort))
 		certs := rep.Checks["certificate:expiry"]
-		if rep.Status != "warn" || len(certs) != 1 || certs[0].Status != "warn" || certs[0].ObservedValue >= 1 {
-			t.Errorf("health = %+v, want warn with under a day left", rep)
+		if len(certs) != 1 || certs[0].ComponentID != domain || certs[0].Status == "fail" || certs[0].ObservedValue >= 1 {
+			t.Errorf("health = %+v, want %s with under a day left, not failing", rep, domain)
 		}
 	})
 }
