@@ -20,6 +20,7 @@ import (
 	"github.com/finetune-studio/finetune-studio/app/internal/feed"
 	"github.com/finetune-studio/finetune-studio/app/internal/health"
 	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
+	"github.com/finetune-studio/finetune-studio/app/internal/maintenance"
 	"github.com/finetune-studio/finetune-studio/app/internal/metrics"
 	"github.com/finetune-studio/finetune-studio/app/internal/retry"
 	"github.com/finetune-studio/finetune-studio/app/internal/runner"
@@ -76,6 +77,13 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// Domain task handlers are registered here, before Start.
 	rn := newRunner(cfg, st, bl, log)
 	rn.Register(pool)
+	maintenance.New(st, bl, maintenance.Config{
+		Interval: cfg.Retention.Interval, TaskRetention: cfg.Retention.Tasks,
+		EventRetention: cfg.Retention.JobEvents, OrphanMinAge: cfg.Retention.OrphanMinAge,
+	}, log.With("component", "maintenance")).Register(pool)
+	if err := scheduleMaintenance(startCtx, st, cfg.Worker.MaxAttempts); err != nil {
+		return err
+	}
 	pool.Start()
 	stopReconciler := startReconciler(rn, st, cfg.Training.ReconcileInterval)
 	defer stopReconciler() // on early returns; the normal path stops it in order below
@@ -251,6 +259,25 @@ func kaggleConfig(cfg config.Config, log *slog.Logger) kaggle.Config {
 		kc.BaseURL = cfg.Kaggle.APIURL.String()
 	}
 	return kc
+}
+
+// scheduleMaintenance enqueues each periodic maintenance task unless one is
+// live already (its kind is its dedupe key), so every instance may call it
+// at startup and there is still one of each. A task that reached the dead
+// letter anyway is replaced at the next start.
+func scheduleMaintenance(ctx context.Context, st *store.Store, maxAttempts int) error {
+	err := st.InTx(ctx, func(tx *store.Tx) error {
+		for _, kind := range maintenance.Kinds {
+			if _, _, err := tx.Enqueue(ctx, store.NewTask{Kind: kind, DedupeKey: kind, MaxAttempts: maxAttempts}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("scheduling maintenance tasks: %w", err)
+	}
+	return nil
 }
 
 // migrationsCheck fails while the database is behind the binary and warns

@@ -39,14 +39,30 @@ const (
 
 // Config is everything the app reads from its environment.
 type Config struct {
-	Env      string
-	LogLevel slog.Level
-	HTTP     HTTP
-	DB       DB
-	S3       S3
-	Worker   Worker
-	Kaggle   Kaggle
-	Training Training
+	Env       string
+	LogLevel  slog.Level
+	HTTP      HTTP
+	DB        DB
+	S3        S3
+	Worker    Worker
+	Kaggle    Kaggle
+	Training  Training
+	Retention Retention
+}
+
+// Retention bounds what the database and the bucket keep; the periodic
+// maintenance tasks apply it.
+type Retention struct {
+	// Interval is the time between two runs of each maintenance task.
+	Interval time.Duration
+	// Tasks: done and dead queue tasks are deleted this long after they
+	// finished.
+	Tasks time.Duration
+	// JobEvents: a finished job's event log is deleted this long after the
+	// job finished.
+	JobEvents time.Duration
+	// OrphanMinAge: an object no row refers to is removed once this old.
+	OrphanMinAge time.Duration
 }
 
 // HTTP configures the API and metrics listeners.
@@ -431,6 +447,12 @@ func (p *parser) parse() Config {
 
 	c.Training.MaxRuntime = p.duration("JOB_MAX_RUNTIME", 12*time.Hour, time.Minute, 7*24*time.Hour)
 	c.Training.ReconcileInterval = p.duration("JOB_RECONCILE_INTERVAL", time.Minute, time.Second, time.Hour)
+
+	const day = 24 * time.Hour
+	c.Retention.Interval = p.duration("MAINTENANCE_INTERVAL", time.Hour, time.Minute, day)
+	c.Retention.Tasks = p.duration("TASK_RETENTION", 7*day, time.Hour, 3650*day)
+	c.Retention.JobEvents = p.duration("JOB_EVENT_RETENTION", 90*day, time.Hour, 3650*day)
+	c.Retention.OrphanMinAge = p.duration("ORPHAN_MIN_AGE", day, time.Hour, 365*day)
 	c.Training.MaxOutputBytes = p.integer("JOB_MAX_OUTPUT_BYTES", 2*gib, 1*mib, 100*gib)
 	// The allow-list holds only models the training package knows: each
 	// has a recorded size for the memory check, and none is gated.

@@ -249,12 +249,16 @@ type QueueDepth struct {
 	Queued, Running int64
 }
 
+// queueDepthSQL reads only the small tasks_live_state index, however many
+// finished tasks the table keeps.
+const queueDepthSQL = `
+	SELECT count(*) FILTER (WHERE state = 'queued'), count(*) FILTER (WHERE state = 'running')
+	FROM tasks WHERE state IN ('queued', 'running')`
+
 // TaskQueueDepth counts live tasks.
 func (s *Store) TaskQueueDepth(ctx context.Context) (QueueDepth, error) {
 	var d QueueDepth
-	err := s.db.QueryRow(ctx, `
-		SELECT count(*) FILTER (WHERE state = 'queued'), count(*) FILTER (WHERE state = 'running')
-		FROM tasks WHERE state IN ('queued', 'running')`).Scan(&d.Queued, &d.Running)
+	err := s.db.QueryRow(ctx, queueDepthSQL).Scan(&d.Queued, &d.Running)
 	if err != nil {
 		return d, fmt.Errorf("counting tasks: %w", mapErr(err))
 	}

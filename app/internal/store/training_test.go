@@ -450,22 +450,7 @@ func TestListQueriesUseTheirIndexes(t *testing.T) {
 	tests[6].q, tests[6].args = listDatasetsQuery("dataset-1999", training.Page{Limit: 21})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rows, err := s.pool.Query(ctx, "EXPLAIN "+tt.q, tt.args...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var plan []string
-			for rows.Next() {
-				var line string
-				if err := rows.Scan(&line); err != nil {
-					t.Fatal(err)
-				}
-				plan = append(plan, line)
-			}
-			if err := rows.Err(); err != nil {
-				t.Fatal(err)
-			}
-			text := strings.Join(plan, "\n")
+			text := explain(t, s, tt.q, tt.args...)
 			if !strings.Contains(text, tt.index) || strings.Contains(text, "Seq Scan") {
 				t.Errorf("plan does not use %s:\n%s", tt.index, text)
 			}

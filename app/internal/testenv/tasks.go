@@ -51,6 +51,27 @@ func NewTaskReader(t testing.TB, dsn string) *TaskReader {
 	return &TaskReader{db: db}
 }
 
+// Tasks returns every task, in id order.
+func (r *TaskReader) Tasks(ctx context.Context) ([]Task, error) {
+	rows, err := r.db.Query(ctx, `
+		SELECT id, kind, coalesce(dedupe_key, ''), state, attempts, coalesce(lease_token, ''),
+		       coalesce(lease_expires_at, 'epoch'), coalesce(last_error, '')
+		FROM tasks ORDER BY id`)
+	if err != nil {
+		return nil, fmt.Errorf("reading tasks: %w", err)
+	}
+	defer rows.Close()
+	var out []Task
+	for rows.Next() {
+		var k Task
+		if err := rows.Scan(&k.ID, &k.Kind, &k.DedupeKey, &k.State, &k.Attempts, &k.LeaseToken, &k.LeaseUntil, &k.LastError); err != nil {
+			return nil, fmt.Errorf("reading tasks: %w", err)
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
 // Task returns task id. It returns an error rather than failing the test,
 // so handlers and hooks may call it too.
 func (r *TaskReader) Task(ctx context.Context, id int64) (*Task, error) {
