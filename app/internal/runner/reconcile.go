@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -15,8 +14,8 @@ import (
 type JobTasks interface {
 	// StrandedJobs lists unfinished jobs without a live task of kind.
 	StrandedJobs(ctx context.Context, kind string, limit int) ([]training.StrandedJob, error)
-	// RequeueJob enqueues a task of kind for an unfinished job.
-	RequeueJob(ctx context.Context, kind, jobID string, payload []byte) (bool, error)
+	// RequeueJob enqueues step for an unfinished job.
+	RequeueJob(ctx context.Context, jobID string, step training.Task) (bool, error)
 }
 
 // reconcileBatch bounds the jobs one pass handles; the next pass takes the
@@ -56,11 +55,7 @@ func (r *Runner) reconcileJob(ctx context.Context, jobs JobTasks, sj training.St
 		r.log.Warn("failing a job whose task was dead-lettered", "job_id", sj.JobID, "status", string(sj.Status), "attempts", sj.Attempts)
 		return r.GiveUp(ctx, sj.JobID, errors.New(cause))
 	}
-	payload, err := json.Marshal(training.TaskPayload{JobID: sj.JobID})
-	if err != nil {
-		return err
-	}
-	created, err := jobs.RequeueJob(ctx, training.TaskKind, sj.JobID, payload)
+	created, err := jobs.RequeueJob(ctx, sj.JobID, training.StepTask(sj.JobID))
 	if created {
 		r.log.Warn("requeued a job that had no live task", "job_id", sj.JobID, "status", string(sj.Status), "task_state", sj.TaskState)
 	}

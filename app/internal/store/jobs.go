@@ -298,10 +298,10 @@ func (s *Store) StrandedJobs(ctx context.Context, kind string, limit int) ([]tra
 	return out, nil
 }
 
-// RequeueJob enqueues a task of kind for an unfinished job (its dedupe key
-// is the job id, so a live one is reused). It reports whether a task was
+// RequeueJob enqueues step for an unfinished job (a live task with the
+// same kind and dedupe key is reused). It reports whether a task was
 // created; a finished or missing job gets none.
-func (s *Store) RequeueJob(ctx context.Context, kind, jobID string, payload []byte) (bool, error) {
+func (s *Store) RequeueJob(ctx context.Context, jobID string, step training.Task) (bool, error) {
 	if !training.ValidID(jobID) {
 		return false, fmt.Errorf("job %q: %w", jobID, problem.ErrNotFound)
 	}
@@ -318,7 +318,7 @@ func (s *Store) RequeueJob(ctx context.Context, kind, jobID string, payload []by
 		if !live {
 			return nil
 		}
-		_, created, err = tx.Enqueue(ctx, NewTask{Kind: kind, Payload: payload, DedupeKey: jobID, MaxAttempts: s.taskMaxAttempts})
+		_, created, err = tx.Enqueue(ctx, NewTask{Kind: step.Kind, Payload: step.Payload, DedupeKey: step.DedupeKey, MaxAttempts: s.taskMaxAttempts})
 		return err
 	})
 	if err != nil {

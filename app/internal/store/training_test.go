@@ -527,11 +527,11 @@ func TestStrandedJobs(t *testing.T) {
 	if len(got) != 1 || got[0].JobID != dead.ID || got[0].TaskState != TaskDead || got[0].LastError != "boom" || got[0].Status != training.StatusQueued {
 		t.Fatalf("stranded = %+v, want only job %s with its dead task", got, dead.ID)
 	}
-	created, err := s.RequeueJob(ctx, training.TaskKind, dead.ID, []byte(`{"job_id":"`+dead.ID+`"}`))
+	created, err := s.RequeueJob(ctx, dead.ID, training.StepTask(dead.ID))
 	if err != nil || !created {
 		t.Fatalf("RequeueJob = %v, %v", created, err)
 	}
-	if created, err := s.RequeueJob(ctx, training.TaskKind, dead.ID, []byte(`{}`)); err != nil || created {
+	if created, err := s.RequeueJob(ctx, dead.ID, training.StepTask(dead.ID)); err != nil || created {
 		t.Errorf("second RequeueJob = %v, %v; want the live task reused", created, err)
 	}
 	if got, err := s.StrandedJobs(ctx, training.TaskKind, 10); err != nil || len(got) != 0 {
