@@ -17,7 +17,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 
-.PHONY: all build run test test-go lint bench test-containers tools tools-bench tools-containers fmt clean
+.PHONY: all build ui run test test-go lint bench test-containers tools tools-bench tools-containers fmt clean
 
 all: build
 
@@ -34,7 +34,10 @@ tools-bench:
 tools-containers:
 	deploy/scripts/install-tools.sh containers
 
-run: tools build ## Start Postgres, MinIO, the app and the edge locally; Ctrl-C stops all.
+ui: ## Rebuild the web UI (edge/ui-src -> edge/ui; commit the result).
+	edge/scripts/build-ui.sh
+
+run: tools build ui ## Start Postgres, MinIO, the app and the edge locally; Ctrl-C stops all.
 	deploy/scripts/run-local.sh
 
 test: tools lint test-go ## The whole test suite.

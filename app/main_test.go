@@ -105,7 +105,7 @@ func environ(env map[string]string) []string {
 }
 
 // runCmd runs a one-shot subcommand in an empty directory (no .env).
-func runCmd(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, code int) {
+func runCmd(t testing.TB, env map[string]string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	cmd := exec.Command(binary(t), args...)
 	cmd.Env = environ(env)
@@ -134,7 +134,7 @@ type app struct {
 }
 
 // startApp runs `app serve` and waits for its ready line.
-func startApp(t *testing.T, env map[string]string) *app {
+func startApp(t testing.TB, env map[string]string) *app {
 	t.Helper()
 	a := &app{env: env, logs: &testenv.SyncBuffer{}, done: make(chan struct{}), base: "http://" + env["APP_ADDR"],
 		client: &http.Client{Timeout: 30 * time.Second}}
@@ -163,7 +163,7 @@ func startApp(t *testing.T, env map[string]string) *app {
 	return a
 }
 
-func (a *app) waitLog(t *testing.T, substr string) {
+func (a *app) waitLog(t testing.TB, substr string) {
 	t.Helper()
 	deadline := time.Now().Add(90 * time.Second)
 	for !strings.Contains(a.logs.String(), substr) {

@@ -75,7 +75,17 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Observer:     m,
 	})
 	// Domain task handlers are registered here, before Start.
-	rn := newRunner(cfg, st, bl, log)
+	kc := kaggleConfig(cfg, log)
+	if cfg.Kaggle.Simulator {
+		var stopSim func()
+		if kc, stopSim, err = startSimulator(kc, log.With("component", "simulator")); err != nil {
+			return err
+		}
+		defer stopSim()
+		// The emulator answers at once and has no quota to spare.
+		cfg.Kaggle.PollInterval = time.Second
+	}
+	rn := newRunner(cfg, kc, st, bl, log)
 	rn.Register(pool)
 	maintenance.New(st, bl, maintenance.Config{
 		Interval: cfg.Retention.Interval, TaskRetention: cfg.Retention.Tasks,
@@ -237,12 +247,12 @@ func openBackends(ctx context.Context, cfg config.Config, log *slog.Logger) (*st
 	return st, bl, nil
 }
 
-// newRunner builds the training runner: the Kaggle client from the KAGGLE_*
-// settings, object storage through the blob store, the runtime and output
+// newRunner builds the training runner: the Kaggle client from kc (the
+// KAGGLE_* settings, or the development simulator's), object storage through the blob store, the runtime and output
 // limits from JOB_MAX_RUNTIME and its siblings, and the first poll interval
 // from KAGGLE_POLL_INTERVAL.
-func newRunner(cfg config.Config, repo training.Repository, bl *blob.Store, log *slog.Logger) *runner.Runner {
-	return runner.New(repo, bl.TrainingObjects(), kaggle.New(kaggleConfig(cfg, log)),
+func newRunner(cfg config.Config, kc kaggle.Config, repo training.Repository, bl *blob.Store, log *slog.Logger) *runner.Runner {
+	return runner.New(repo, bl.TrainingObjects(), kaggle.New(kc),
 		runner.Config{MaxRuntime: cfg.Training.MaxRuntime, PollInterval: cfg.Kaggle.PollInterval, MaxOutputBytes: cfg.Training.MaxOutputBytes},
 		log.With("component", "runner"))
 }

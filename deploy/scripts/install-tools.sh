@@ -76,6 +76,9 @@ install_test() {
   # zstd and brotli rebuild the edge's precompressed UI assets (make lint
   # checks them).
   apt_install shellcheck python3 python3-nbformat zstd brotli
+  # The web UI's browser tests drive headless Chromium (chromedp talks to
+  # it directly; the driver package comes along for WebDriver users).
+  apt_install chromium chromium-driver fonts-dejavu-core
   go_tool pebble github.com/letsencrypt/pebble/v2/cmd/pebble "$PEBBLE_VERSION"
   go_tool pebble-challtestsrv github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv "$PEBBLE_VERSION"
   go_tool gitleaks github.com/zricethezav/gitleaks/v8 "$GITLEAKS_VERSION"

@@ -152,6 +152,13 @@ export S3_ENDPOINT="127.0.0.1:$MINIO_PORT"
 export S3_ACCESS_KEY="$MINIO_USER"
 export S3_SECRET_KEY="$MINIO_PASSWORD"
 export S3_USE_TLS=false
+# Without Kaggle credentials (in the environment or .env), train against the
+# local Kaggle emulator so the whole loop can be tried: jobs are labelled
+# "simulated" in the UI and the app log, and produce sample models.
+if [[ -z "${KAGGLE_USERNAME:-}${KAGGLE_KEY:-}${KAGGLE_API_TOKEN:-}" ]] &&
+  ! grep -Eq '^KAGGLE_(USERNAME|KEY|API_TOKEN)=.+' .env 2>/dev/null; then
+  export KAGGLE_SIMULATOR="${KAGGLE_SIMULATOR:-true}"
+fi
 
 log "starting the app on $APP_ADDR (logs: $DATA/app.log)"
 bin/app serve >"$DATA/app.log" 2>&1 &
@@ -182,6 +189,9 @@ cat <<EOF
 EOF
 if [[ -n "$EDGE_URL" ]]; then
   echo "    Edge + UI   $EDGE_URL/   (local CA: trust it or use curl -k)"
+fi
+if [[ "${KAGGLE_SIMULATOR:-}" == "true" ]]; then
+  echo "    Training    SIMULATED (no Kaggle credentials): jobs run against a local emulator"
 fi
 cat <<EOF
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Builds the placeholder web UI the edge serves: content-hashed asset names,
-# index.html pointing at them, and precompressed .zst/.br/.gz siblings that the
-# edge's file_server sends as-is (no compression work per request).
+# Builds the web UI the edge serves: the TypeScript and CSS in SRC_DIR bundled
+# and minified by esbuild (its Go API, edge/internal/uibuild: no Node.js
+# needed) under content-hashed names, index.html pointing at them, and
+# precompressed .zst/.br/.gz siblings that the edge's file_server sends as-is
+# (no compression work per request). The output is reproducible: `make lint`
+# rebuilds it and compares with the committed edge/ui.
 set -euo pipefail
 
 usage() { echo "usage: $0 [SRC_DIR] [OUT_DIR]   (defaults: edge/ui-src edge/ui)" >&2; }
@@ -15,17 +18,11 @@ for tool in zstd brotli; do
 done
 
 rm -rf "$out"
-mkdir -p "$out/assets"
-index="$(cat "$src/index.html")"
-for f in "$src"/*.js "$src"/*.css; do
-	[[ -e "$f" ]] || continue
-	name="$(basename "$f")"
-	hash="$(sha256sum "$f" | cut -c1-8)"
-	hashed="${name%.*}.${hash}.${name##*.}"
-	cp "$f" "$out/assets/$hashed"
-	index="${index//\{\{$name\}\}/$hashed}"
-done
-printf '%s\n' "$index" >"$out/index.html"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+src="$(cd "$src" && pwd)"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
+(cd "$root" && go run ./edge/internal/uibuild "$src" "$out")
 
 # -n: no name/timestamp in the gzip header, so rebuilding is reproducible.
 find "$out" -type f \( -name '*.html' -o -name '*.js' -o -name '*.css' \) -print0 |

@@ -14,7 +14,16 @@ func (a *API) routes() {
 }
 
 // whoami tells a client which token it is using: the cheapest way to check
-// that a token works.
+// that a token works. It also says what trains the models (kaggle,
+// simulator or none) and which base models are allowed, so the UI can label
+// simulated runs and offer the allow-list.
 func (a *API) whoami(w http.ResponseWriter, r *http.Request) error {
-	return writeJSON(w, http.StatusOK, map[string]string{"token_id": TokenID(r.Context())})
+	type training struct {
+		Backend    string   `json:"backend"`
+		BaseModels []string `json:"base_models"`
+	}
+	return writeJSON(w, http.StatusOK, struct {
+		TokenID  string   `json:"token_id"`
+		Training training `json:"training"`
+	}{TokenID(r.Context()), training{a.conf.Kaggle.Backend(), a.conf.Training.BaseModels}})
 }

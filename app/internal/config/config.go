@@ -123,13 +123,30 @@ type Kaggle struct {
 	// PollInterval is the first delay between kernel status polls
 	// (KAGGLE_POLL_INTERVAL); it grows while a job runs.
 	PollInterval time.Duration
+	// Simulator runs training against the in-process Kaggle emulator
+	// (KAGGLE_SIMULATOR): jobs go through every state and produce a sample
+	// adapter, so the product can be tried without a Kaggle account.
+	// Development only; it excludes real credentials.
+	Simulator bool
 }
 
 // Configured reports whether the client can work: a credential (API token
 // or key) and the username, which owns every dataset and notebook we create
 // and is needed with either credential.
 func (k Kaggle) Configured() bool {
-	return k.Username != "" && (k.Key != "" || k.APIToken != "")
+	return k.Simulator || k.Username != "" && (k.Key != "" || k.APIToken != "")
+}
+
+// Backend names what trains the models: "kaggle", "simulator" (the local
+// emulator) or "none" (job creation answers 503). The UI shows it.
+func (k Kaggle) Backend() string {
+	switch {
+	case k.Simulator:
+		return "simulator"
+	case k.Configured():
+		return "kaggle"
+	}
+	return "none"
 }
 
 // Training limits what users may ask for.
@@ -438,7 +455,10 @@ func (p *parser) parse() Config {
 		p.add("KAGGLE_MACHINE_SHAPE", "unsupported: %s", err.Error())
 	}
 	c.Kaggle.PollInterval = p.duration("KAGGLE_POLL_INTERVAL", 10*time.Second, time.Second, 10*time.Minute)
+	c.Kaggle.Simulator = p.boolean("KAGGLE_SIMULATOR", false)
 	switch {
+	case c.Kaggle.Simulator && (c.Kaggle.Username != "" || c.Kaggle.Key != "" || c.Kaggle.APIToken != ""):
+		p.add("KAGGLE_SIMULATOR", "conflicting: the simulator replaces Kaggle; unset it to train with the KAGGLE_* credentials")
 	case c.Kaggle.Key != "" && c.Kaggle.Username == "":
 		p.add("KAGGLE_KEY", "incomplete: KAGGLE_KEY needs KAGGLE_USERNAME")
 	case c.Kaggle.Username != "" && c.Kaggle.Key == "" && c.Kaggle.APIToken == "":
@@ -510,6 +530,9 @@ func (p *parser) production(c Config, dbSSL, dbPassword string) {
 	}
 	if c.Kaggle.APIURL != nil && c.Kaggle.APIURL.Scheme != "https" {
 		p.add("KAGGLE_API_URL", "insecure: credentials would travel in clear text; use https")
+	}
+	if c.Kaggle.Simulator {
+		p.add("KAGGLE_SIMULATOR", "refused in production: jobs would produce sample models, not trained ones")
 	}
 	for _, pr := range c.HTTP.TrustedProxies {
 		if pr.Bits() == 0 {

@@ -333,3 +333,46 @@ func TestExampleFileParses(t *testing.T) {
 		t.Errorf("example env: got %q", c.Env)
 	}
 }
+
+func TestKaggleSimulatorIsDevelopmentOnly(t *testing.T) {
+	dev := valid()
+	dev["KAGGLE_SIMULATOR"] = "true"
+	c, err := Parse(dev, nil)
+	if err != nil {
+		t.Fatalf("development refused the simulator: %v", err)
+	}
+	if !c.Kaggle.Configured() || c.Kaggle.Backend() != "simulator" {
+		t.Errorf("got configured=%v backend=%q, want true and simulator", c.Kaggle.Configured(), c.Kaggle.Backend())
+	}
+
+	prod := strongProduction()
+	delete(prod, "KAGGLE_USERNAME")
+	delete(prod, "KAGGLE_API_TOKEN")
+	prod["KAGGLE_SIMULATOR"] = "true"
+	_, err = Parse(prod, nil)
+	if p := problemsOf(t, err); !hasProblem(p, "KAGGLE_SIMULATOR", "refused in production") {
+		t.Fatalf("got %v, want the simulator refused in production", p)
+	}
+
+	both := valid()
+	both["KAGGLE_SIMULATOR"], both["KAGGLE_USERNAME"], both["KAGGLE_API_TOKEN"] = "true", "me", "tok"
+	_, err = Parse(both, nil)
+	if p := problemsOf(t, err); !hasProblem(p, "KAGGLE_SIMULATOR", "conflicting") {
+		t.Fatalf("got %v, want the simulator with credentials refused", p)
+	}
+
+	for env, want := range map[string]string{"": "none", "KAGGLE_USERNAME=me KAGGLE_KEY=k": "kaggle"} {
+		e := valid()
+		for _, kv := range strings.Fields(env) {
+			k, v, _ := strings.Cut(kv, "=")
+			e[k] = v
+		}
+		c, err := Parse(e, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.Kaggle.Backend(); got != want {
+			t.Errorf("%q: backend %q, want %q", env, got, want)
+		}
+	}
+}

@@ -122,6 +122,7 @@ func (v *Validator) addExample(ex example, line, rec int) {
 	v.examples++
 	v.totalLength += int64(ex.length)
 	v.maxLength = max(v.maxLength, ex.length)
+	v.lengthCounts[lengthBucket(ex.length)]++
 	if ex.length > v.opts.LongExampleChars {
 		if v.longCount == 0 {
 			v.firstLong = Issue{Code: CodeLongExamples, Line: line, Record: rec}

@@ -78,12 +78,23 @@ type Stats struct {
 	// LabelDistribution maps each label (integers in their decimal form) to
 	// its number of examples; text-label datasets only.
 	LabelDistribution map[string]int `json:"label_distribution,omitempty"`
+	// LengthHistogram counts examples by length, from the shortest bucket
+	// holding one to the longest (see LengthBucketBounds).
+	LengthHistogram []LengthBucket `json:"length_histogram,omitempty"`
 	// DuplicateRatio is the share of examples whose training text repeats an
 	// earlier example's, in [0, 1]. Beyond Options.MaxTrackedExamples it is
 	// measured on the first MaxTrackedExamples examples.
 	DuplicateRatio float64 `json:"duplicate_ratio"`
 	// Bytes is the size of the file as written to the validator.
 	Bytes int64 `json:"bytes"`
+}
+
+// LengthBucket is one bar of the length histogram: examples of at most
+// UpTo characters (and more than the previous bucket's bound). UpTo is 0
+// for the last bucket, examples longer than every bound.
+type LengthBucket struct {
+	UpTo  int `json:"up_to,omitempty"`
+	Count int `json:"count"`
 }
 
 // Report is the outcome of validating one file. It is plain data, safe to

@@ -132,9 +132,12 @@ type Validator struct {
 	examples    int
 	totalLength int64
 	maxLength   int
-	hashSeed    maphash.Seed
-	hashes      []uint64
-	labels      map[string]int
+	// lengthCounts counts examples per LengthBucketBounds bucket, the
+	// last one for longer examples.
+	lengthCounts [len(LengthBucketBounds) + 1]int
+	hashSeed     maphash.Seed
+	hashes       []uint64
+	labels       map[string]int
 
 	longCount      int
 	firstLong      Issue
@@ -473,6 +476,7 @@ func (v *Validator) Finish() *Report {
 	if v.schema == SchemaTextLabel {
 		r.Stats.LabelDistribution = v.labels
 	}
+	r.Stats.LengthHistogram = v.lengthHistogram()
 	r.Stats.DuplicateRatio = duplicateRatio(v.hashes)
 	v.hashes = nil
 	r.Warnings = v.warnings(r)
@@ -612,4 +616,44 @@ func invalidUTF8At(p []byte) int {
 		i += size
 	}
 	return -1
+}
+
+// LengthBucketBounds are the inclusive upper bounds, in characters, of the
+// length histogram's buckets; a last bucket counts longer examples. Powers
+// of two, so short and long datasets both get a readable shape.
+var LengthBucketBounds = [...]int{32, 64, 128, 256, 512, 1024, 2048, 4096, 8192}
+
+func lengthBucket(n int) int {
+	for i, b := range LengthBucketBounds {
+		if n <= b {
+			return i
+		}
+	}
+	return len(LengthBucketBounds)
+}
+
+// lengthHistogram returns the buckets from the first to the last one that
+// holds an example (none without examples).
+func (v *Validator) lengthHistogram() []LengthBucket {
+	first, last := -1, -1
+	for i, c := range v.lengthCounts {
+		if c > 0 {
+			if first < 0 {
+				first = i
+			}
+			last = i
+		}
+	}
+	if first < 0 {
+		return nil
+	}
+	out := make([]LengthBucket, 0, last-first+1)
+	for i := first; i <= last; i++ {
+		b := LengthBucket{Count: v.lengthCounts[i]}
+		if i < len(LengthBucketBounds) {
+			b.UpTo = LengthBucketBounds[i]
+		}
+		out = append(out, b)
+	}
+	return out
 }

@@ -567,7 +567,8 @@ func TestStats(t *testing.T) {
 		recs = append(recs, `{"messages":[{"role":"user","content":"x"},{"role":"assistant","content":"y"}]}`) // 2, 7 duplicates
 	}
 	r := validate(t, lines(recs...), Options{})
-	want := Stats{Records: 10, Examples: 10, AvgLength: 3.2, MaxLength: 9, DuplicateRatio: 0.7, Bytes: int64(len(lines(recs...)))}
+	want := Stats{Records: 10, Examples: 10, AvgLength: 3.2, MaxLength: 9, DuplicateRatio: 0.7, Bytes: int64(len(lines(recs...))),
+		LengthHistogram: []LengthBucket{{UpTo: 32, Count: 10}}}
 	if !reflect.DeepEqual(r.Stats, want) {
 		t.Errorf("got %+v, want %+v", r.Stats, want)
 	}
@@ -716,6 +717,22 @@ func TestReportJSON(t *testing.T) {
 		if _, ok := stats[k]; !ok {
 			t.Errorf("stats JSON lacks %q: %s", k, b)
 		}
+	}
+}
+
+func TestLengthHistogram(t *testing.T) {
+	rec := func(n int) string {
+		return fmt.Sprintf(`{"text":%q,"label":"a"}`, strings.Repeat("x", n))
+	}
+	recs := []string{rec(40), rec(64), rec(65), rec(300), rec(9000)}
+	for range 5 {
+		recs = append(recs, rec(100))
+	}
+	r := validate(t, lines(recs...), Options{})
+	want := []LengthBucket{{UpTo: 64, Count: 2}, {UpTo: 128, Count: 6}, {UpTo: 256}, {UpTo: 512, Count: 1},
+		{UpTo: 1024}, {UpTo: 2048}, {UpTo: 4096}, {UpTo: 8192}, {Count: 1}}
+	if !reflect.DeepEqual(r.Stats.LengthHistogram, want) {
+		t.Errorf("got %+v, want %+v", r.Stats.LengthHistogram, want)
 	}
 }
 

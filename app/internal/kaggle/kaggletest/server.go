@@ -38,16 +38,26 @@ func NewServerWith(t testing.TB, opts Options) *Server {
 	if opts.BlobDir == "" {
 		opts.BlobDir = t.TempDir()
 	}
+	s := Start(opts)
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Start starts an emulator with opts outside a test (the app's development
+// simulator, KAGGLE_SIMULATOR); Close stops it.
+func Start(opts Options) *Server {
 	e := New(opts)
 	srv := httptest.NewServer(e.APIHandler())
 	storage := httptest.NewTLSServer(e.StorageHandler())
 	e.setStorageURL(storage.URL)
-	t.Cleanup(func() {
-		e.Close() // release delayed requests first, so Close does not wait on them
-		srv.Close()
-		storage.Close()
-	})
 	return &Server{Emulator: e, URL: srv.URL, BaseURL: srv.URL + APIPrefix, StorageURL: storage.URL, srv: srv, storage: storage}
+}
+
+// Close stops both hosts.
+func (s *Server) Close() {
+	s.Emulator.Close() // release delayed requests first, so Close does not wait on them
+	s.srv.Close()
+	s.storage.Close()
 }
 
 // HTTPClient is a client for both hosts: it trusts the storage host's test
