@@ -2,7 +2,7 @@
 // days left) for an operator's glance. It needs no token.
 import { toError } from "./api";
 import { h, replace } from "./dom";
-import { errorBox, loading } from "./ui";
+import { errorBox, loading, table } from "./ui";
 
 interface Check {
   componentId?: string;
@@ -38,14 +38,14 @@ export function systemPage(main: HTMLElement): () => void {
       const words: Record<string, string> = { pass: "Everything works.", warn: "Working, with warnings.", fail: "Something is down." };
       replace(body,
         h("p", { class: `overall ${rep.status}`, role: "status" }, h("span", { class: `badge ${tone(rep.status)}` }, rep.status), " ", words[rep.status] || ""),
-        h("div", { class: "table-wrap" }, h("table", null,
-          h("thead", null, h("tr", null, ["Component", "Status", "Observed", "Details"].map((c) => h("th", { scope: "col" }, c)))),
-          h("tbody", null,
-            Object.entries(rep.checks || {}).flatMap(([k, list]) => list.map((c) => h("tr", null,
-              h("td", null, NAMES[k] || k, c.componentId ? ` · ${c.componentId}` : ""),
-              h("td", null, h("span", { class: `badge ${tone(c.status)}` }, c.status)),
-              h("td", null, observed(k, c)),
-              h("td", null, c.output || ""))))))));
+        rep.checks && Object.keys(rep.checks).length
+          ? table<[string, Check]>([
+            ["Component", ([k, c]) => `${NAMES[k] || k}${c.componentId ? ` · ${c.componentId}` : ""}`],
+            ["Status", ([, c]) => h("span", { class: `badge ${tone(c.status)}` }, c.status)],
+            ["Observed", ([k, c]) => observed(k, c)],
+            ["Details", ([, c]) => c.output || ""],
+          ], Object.entries(rep.checks).flatMap(([k, list]) => list.map((c): [string, Check] => [k, c])))
+          : h("p", { class: "hint" }, "The public address reports the overall status only. Operators see each check (app readiness, certificates' days left) at /health on the edge's internal metrics listener."));
     } catch (e) {
       replace(body, errorBox(e, "health check"));
     }
