@@ -394,7 +394,9 @@ func (p *parser) parse() Config {
 	}
 
 	c.HTTP.Addr = p.listenAddr("APP_ADDR", ":8080")
-	c.HTTP.MetricsAddr = p.listenAddr("APP_METRICS_ADDR", ":9090")
+	// Loopback by default: metrics are for the host's scraper; a container
+	// on an internal network sets :9090 explicitly (deploy/docker-compose.yml).
+	c.HTTP.MetricsAddr = p.listenAddr("APP_METRICS_ADDR", "127.0.0.1:9090")
 	if c.HTTP.Addr != "" && c.HTTP.Addr == c.HTTP.MetricsAddr {
 		p.add("APP_METRICS_ADDR", "conflict: same address as APP_ADDR; metrics need their own internal listener")
 	}
@@ -510,8 +512,10 @@ func (p *parser) production(c Config, dbSSL, dbPassword string) {
 	if c.LogLevel < slog.LevelInfo {
 		p.add("LOG_LEVEL", "insecure: debug logging is refused in production")
 	}
-	if c.DB.URL != "" && dbSSL != "verify-full" && dbSSL != "verify-ca" {
-		p.add("DATABASE_URL", "insecure: production requires sslmode=verify-full (or verify-ca)")
+	if c.DB.URL != "" && dbSSL != "verify-full" {
+		// verify-ca checks the CA but not the host name: any certificate
+		// from the same CA would be accepted for the database.
+		p.add("DATABASE_URL", "insecure: production requires sslmode=verify-full (verify-ca does not check the server's host name)")
 	}
 	if dbPassword != "" && weakSecret(dbPassword) {
 		p.add("DATABASE_URL", "insecure: the password is a default or shorter than 16 characters")

@@ -62,7 +62,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatalf("valid development config: %v", err)
 	}
-	if c.HTTP.Addr != ":8080" || c.HTTP.MetricsAddr != ":9090" {
+	if c.HTTP.Addr != ":8080" || c.HTTP.MetricsAddr != "127.0.0.1:9090" {
 		t.Errorf("addrs: got %q %q", c.HTTP.Addr, c.HTTP.MetricsAddr)
 	}
 	if c.HTTP.MaxUploadBytes != 100<<20 || c.Training.MaxRuntime != 12*time.Hour || c.S3.PresignExpiry != 15*time.Minute {
@@ -161,6 +161,8 @@ func TestProductionRefusesInsecureSettings(t *testing.T) {
 	}{
 		{"sslmode disable", map[string]string{"DATABASE_URL": "postgres://app:a-very-long-random-password@db/app?sslmode=disable"}, "DATABASE_URL"},
 		{"sslmode require", map[string]string{"DATABASE_URL": "postgres://app:a-very-long-random-password@db/app?sslmode=require"}, "DATABASE_URL"},
+		{"sslmode verify-ca", map[string]string{"DATABASE_URL": "postgres://app:a-very-long-random-password@db/app?sslmode=verify-ca"}, "DATABASE_URL"},
+		{"sslmode verify-ca keyword form", map[string]string{"DATABASE_URL": "host=db user=app password=a-very-long-random-password sslmode=verify-ca"}, "DATABASE_URL"},
 		{"no sslmode keyword form", map[string]string{"DATABASE_URL": "host=db user=app password=a-very-long-random-password"}, "DATABASE_URL"},
 		{"short db password", map[string]string{"DATABASE_URL": "postgres://app:short@db/app?sslmode=verify-full"}, "DATABASE_URL"},
 		{"default db password", map[string]string{"DATABASE_URL": "postgres://postgres:postgres@db/app?sslmode=verify-full"}, "DATABASE_URL"},
