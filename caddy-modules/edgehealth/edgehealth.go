@@ -6,7 +6,8 @@
 // health of the reverse proxy's upstreams as the proxy's own active and
 // passive checks see it, and the expiry of every managed certificate judged
 // against its lifetime. One handler answers one of three reports: liveness
-// (the edge itself), status (overall status only, safe to publish) and full
+// (the edge itself), status (overall status and the fewest days left on a
+// certificate, safe to publish) and full
 // (every check, for the internal listener).
 package edgehealth
 
@@ -37,9 +38,9 @@ const (
 	// ReportLiveness answers pass while the edge serves HTTP, whatever the
 	// app or the certificates: what a container HEALTHCHECK restarts on.
 	ReportLiveness = "liveness"
-	// ReportStatus answers the overall status only (and 503 on fail): what
-	// a public monitor needs, without naming certificates or counting
-	// instances.
+	// ReportStatus answers the overall status (and 503 on fail) and the
+	// fewest days left on a certificate: what a public monitor needs,
+	// without naming certificates or counting instances.
 	ReportStatus = "status"
 	// ReportFull answers every check with its detail.
 	ReportFull = "full"
@@ -48,7 +49,8 @@ const (
 // Handler is the `edge_health` handler.
 type Handler struct {
 	// Report is what the answer carries: "status" (the overall status of
-	// the edge, the app behind it and the certificates, with no detail),
+	// the edge, the app behind it and the certificates, and the fewest
+	// days left on a certificate, with no names or counts),
 	// "full" (the same status with every check: edge:uptime,
 	// app:readiness, certificate:expiry) or "liveness" (edge:uptime only,
 	// always pass while the edge serves). Default: status.
@@ -180,8 +182,13 @@ type check struct {
 
 // Report is the application/health+json body.
 type Report struct {
-	Status string             `json:"status"`
-	Checks map[string][]check `json:"checks,omitempty"`
+	Status string `json:"status"`
+	// CertificateDaysLeft is the fewest days left on any managed
+	// certificate that has been obtained, the one number a public monitor
+	// needs to see a renewal stall coming without learning any name. Nil
+	// (omitted) when no certificate is managed or none is obtained yet.
+	CertificateDaysLeft *float64           `json:"certificate_days_left,omitempty"`
+	Checks              map[string][]check `json:"checks,omitempty"`
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler. It is terminal: it
@@ -216,15 +223,16 @@ func (h *Handler) report() Report {
 	checks := map[string][]check{
 		"edge:uptime": {{Status: statusPass, ObservedValue: now.Sub(h.started).Truncate(time.Second).Seconds(), ObservedUnit: "s"}},
 	}
+	rep := Report{Status: statusPass, Checks: checks}
 	if h.Report != ReportLiveness {
 		if app, ok := h.appReadiness(now); ok {
 			checks["app:readiness"] = []check{app}
 		}
 		if certs := h.certificateChecks(now); len(certs) > 0 {
 			checks["certificate:expiry"] = certs
+			rep.CertificateDaysLeft = minDaysLeft(certs)
 		}
 	}
-	rep := Report{Status: statusPass, Checks: checks}
 	for _, cs := range checks {
 		for _, c := range cs {
 			if severity(c.Status) > severity(rep.Status) {
@@ -344,6 +352,21 @@ func (h *Handler) certificateChecks(now time.Time) []check {
 		out = append(out, ck)
 	}
 	return out
+}
+
+// minDaysLeft returns the fewest days left over the certificates obtained
+// (those with an expiry time), or nil when none is.
+func minDaysLeft(certs []check) *float64 {
+	var least *float64
+	for i := range certs {
+		if certs[i].Time == "" {
+			continue
+		}
+		if v := certs[i].ObservedValue; least == nil || v < *least {
+			least = &v
+		}
+	}
+	return least
 }
 
 // expiryStatus judges the time left on a certificate against its

@@ -207,8 +207,40 @@ func TestStatusReportHasNoDetail(t *testing.T) {
 	if w.Code != 503 || rep.Status != "fail" {
 		t.Errorf("got %d %q, want 503 fail (certificate about to expire)", w.Code, rep.Status)
 	}
-	if got := strings.TrimSpace(w.Body.String()); got != `{"status":"fail"}` {
-		t.Errorf("public answer = %s, want the status alone", got)
+	if got := strings.TrimSpace(w.Body.String()); got != `{"status":"fail","certificate_days_left":0}` {
+		t.Errorf("public answer = %s, want the status and the days left alone", got)
+	}
+}
+
+// TestStatusReportCertificateDaysLeft: the public answer carries the
+// fewest days left over the certificates obtained, and no name; without
+// an obtained certificate the field is left out.
+func TestStatusReportCertificateDaysLeft(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const day = 24 * time.Hour
+	for _, tc := range []struct {
+		name  string
+		certs fakeCerts
+		want  string
+	}{
+		{"fewest of two, a pending one ignored", fakeCerts{
+			{Name: "studio.example", NotAfter: now.Add(60 * day)},
+			{Name: "api.studio.example", NotAfter: now.Add(41*day + 5*time.Hour)},
+			{Name: "new.studio.example"},
+		}, `{"status":"warn","certificate_days_left":41.2}`},
+		{"none managed", nil, `{"status":"pass"}`},
+		{"none obtained yet", fakeCerts{{Name: "studio.example"}}, `{"status":"warn"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHandler(ReportStatus, nil, tc.certs, 90*day, func() time.Time { return now })
+			w, _, err := serve(t, h, "GET")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.TrimSpace(w.Body.String()); got != tc.want {
+				t.Errorf("public answer = %s, want %s", got, tc.want)
+			}
+		})
 	}
 }
 

@@ -118,13 +118,18 @@ func TestMetricsHealthAndLogs(t *testing.T) {
 		}
 	})
 
-	t.Run("public health is the overall status only", func(t *testing.T) {
+	t.Run("public health is the overall status and the certificate days left only", func(t *testing.T) {
 		resp, b := do(t, c, "GET", pe.url("/health"), nil, nil)
 		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/health+json" {
 			t.Fatalf("%d %q: %s", resp.StatusCode, resp.Header.Get("Content-Type"), b)
 		}
-		if got := strings.TrimSpace(string(b)); got != `{"status":"pass"}` {
-			t.Errorf("public /health = %s, want {\"status\":\"pass\"} alone (no certificate names, no instance count)", got)
+		var rep map[string]any
+		if err := json.Unmarshal(b, &rep); err != nil {
+			t.Fatal(err)
+		}
+		days, _ := rep["certificate_days_left"].(float64)
+		if len(rep) != 2 || rep["status"] != "pass" || days <= 0 || days > 1 {
+			t.Errorf("public /health = %s, want the status pass and under a day left alone (no certificate names, no instance count)", b)
 		}
 	})
 }

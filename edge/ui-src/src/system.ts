@@ -1,5 +1,6 @@
-// System: the edge's /health report (edge, app readiness, certificates'
-// days left) for an operator's glance. It needs no token.
+// System: the edge's /health report (overall status, the fewest days left
+// on a certificate, and each check where the edge reports them) for an
+// operator's glance. It needs no token.
 import { toError } from "./api";
 import { h, replace } from "./dom";
 import { errorBox, loading, table } from "./ui";
@@ -28,7 +29,7 @@ export function systemPage(main: HTMLElement): () => void {
     try {
       const res = await fetch("/health", { headers: { Accept: "application/health+json" }, cache: "no-store" });
       const text = await res.text();
-      let rep: { status: string; checks?: Record<string, Check[]> };
+      let rep: { status: string; certificate_days_left?: number; checks?: Record<string, Check[]> };
       try {
         rep = JSON.parse(text);
       } catch {
@@ -38,6 +39,9 @@ export function systemPage(main: HTMLElement): () => void {
       const words: Record<string, string> = { pass: "Everything works.", warn: "Working, with warnings.", fail: "Something is down." };
       replace(body,
         h("p", { class: `overall ${rep.status}`, role: "status" }, h("span", { class: `badge ${tone(rep.status)}` }, rep.status), " ", words[rep.status] || ""),
+        typeof rep.certificate_days_left === "number"
+          ? h("p", { id: "cert-days", "data-days": rep.certificate_days_left }, "TLS certificates: ", h("strong", null, daysLeft(rep.certificate_days_left)), " on the one that expires first. The edge renews them by itself; a falling number means renewal is failing.")
+          : null,
         rep.checks && Object.keys(rep.checks).length
           ? table<[string, Check]>([
             ["Component", ([k, c]) => `${NAMES[k] || k}${c.componentId ? ` · ${c.componentId}` : ""}`],
@@ -57,10 +61,18 @@ export function systemPage(main: HTMLElement): () => void {
 
 function observed(key: string, c: Check): string {
   if (c.observedValue === undefined) return "";
-  if (c.observedUnit === "days") return `${Math.floor(c.observedValue)} days left`;
+  if (c.observedUnit === "days") return c.time ? daysLeft(c.observedValue) : "not obtained yet";
   if (key === "edge:uptime") return `up ${Math.floor(c.observedValue / 60)} min`;
   if (c.observedUnit === "ready_instances") return `${c.observedValue} ready`;
   return `${c.observedValue} ${c.observedUnit || ""}`.trim();
+}
+
+// daysLeft words the edge's days (to a tenth, rounded down): hours too
+// when under two days, as for make run's 12-hour local certificates.
+function daysLeft(d: number): string {
+  if (d <= 0) return "under 3 hours left, or expired";
+  const days = `${d.toFixed(1)} days left`;
+  return d < 2 ? `${days} (about ${Math.round(d * 24)} hours)` : days;
 }
 
 function tone(s: string): string {
