@@ -156,7 +156,7 @@ func (r *Runner) collect(ctx context.Context, j training.Job) error {
 		}
 		return err
 	}
-	r.deleteKaggleDataset(ctx, j)
+	r.deleteKaggleDatasetNow(ctx, j)
 	return nil
 }
 

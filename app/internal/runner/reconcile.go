@@ -12,6 +12,7 @@ import (
 // JobTasks is what reconciliation needs from the job and task tables;
 // *store.Store satisfies it.
 type JobTasks interface {
+	KaggleDatasets
 	// StrandedJobs lists unfinished jobs without a live task of kind.
 	StrandedJobs(ctx context.Context, kind string, limit int) ([]training.StrandedJob, error)
 	// RequeueJob enqueues step for an unfinished job.
@@ -62,8 +63,8 @@ func (r *Runner) reconcileJob(ctx context.Context, jobs JobTasks, sj training.St
 	return err
 }
 
-// RunReconciler calls Reconcile every interval until ctx ends, logging
-// failures (the next pass tries again).
+// RunReconciler calls Reconcile, then SweepKaggleDatasets, every interval
+// until ctx ends, logging failures (the next pass tries again).
 func (r *Runner) RunReconciler(ctx context.Context, jobs JobTasks, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -71,6 +72,9 @@ func (r *Runner) RunReconciler(ctx context.Context, jobs JobTasks, interval time
 		pass, cancel := context.WithTimeout(ctx, max(interval, time.Minute))
 		if _, err := r.Reconcile(pass, jobs); err != nil && ctx.Err() == nil {
 			r.log.Error("reconciling jobs failed", "error", err.Error())
+		}
+		if _, err := r.SweepKaggleDatasets(pass, jobs); err != nil && ctx.Err() == nil {
+			r.log.Error("sweeping finished jobs' Kaggle datasets failed", "error", err.Error())
 		}
 		cancel()
 		select {

@@ -197,9 +197,14 @@ func (r *Runner) upload(ctx context.Context, j training.Job) (time.Duration, err
 		if ref, status, err = r.createKaggleDataset(ctx, j, ds, owner, s); err != nil {
 			return 0, err
 		}
-		if j, err = r.repo.UpdateJob(ctx, j.ID, training.StatusUploading, training.JobUpdate{KaggleDataset: &ref}, training.EventLog, "uploaded the dataset to Kaggle as "+ref); err != nil {
+		recorded, err := r.repo.UpdateJob(ctx, j.ID, training.StatusUploading, training.JobUpdate{KaggleDataset: &ref}, training.EventLog, "uploaded the dataset to Kaggle as "+ref)
+		if err != nil {
+			if errors.Is(err, training.ErrStale) {
+				r.deleteUnrecordedDataset(ctx, j.ID, ref)
+			}
 			return 0, err
 		}
+		j = recorded
 	}
 	if status == "" {
 		dsOwner, dsSlug, _ := strings.Cut(j.KaggleDataset, "/")
@@ -385,10 +390,15 @@ func kernelLog(raw string) string {
 	return strings.ToValidUTF8(text, "�")
 }
 
-// fail moves an unfinished job to failed with a message for the user.
+// fail moves an unfinished job to failed with a message for the user, and
+// deletes its Kaggle dataset copy when no kernel of it may still run
+// (cleanup.go).
 func (r *Runner) fail(ctx context.Context, j training.Job, message string) error {
 	for {
-		_, err := r.repo.Transition(ctx, j.ID, j.Status, training.StatusFailed, training.JobUpdate{Error: &message}, message)
+		failed, err := r.repo.Transition(ctx, j.ID, j.Status, training.StatusFailed, training.JobUpdate{Error: &message}, message)
+		if err == nil {
+			r.deleteKaggleDatasetNow(ctx, failed)
+		}
 		if !errors.Is(err, training.ErrStale) {
 			return err
 		}

@@ -326,3 +326,61 @@ func (s *Store) RequeueJob(ctx context.Context, jobID string, step training.Task
 	}
 	return created, nil
 }
+
+// kaggleCleanupSQL lists finished jobs whose Kaggle dataset copy, owned
+// by $1, is recorded and not yet deleted. The literal status list matches
+// the predicate of jobs_kaggle_dataset_cleanup_idx, so the planner can use
+// it (TestQueueAndRetentionQueriesUseTheirIndexes checks the plan).
+const kaggleCleanupSQL = `SELECT ` + jobColumns + ` FROM jobs
+	WHERE kaggle_dataset_ref <> '' AND kaggle_dataset_deleted_at IS NULL
+	  AND status IN ('succeeded', 'failed', 'cancelled')
+	  AND starts_with(kaggle_dataset_ref, $1 || '/')
+	ORDER BY finished_at, id LIMIT $2`
+
+// KaggleDatasetsToDelete returns up to limit finished jobs whose private
+// dataset copy on Kaggle, owned by owner, is still to delete, longest
+// finished first.
+func (s *Store) KaggleDatasetsToDelete(ctx context.Context, owner string, limit int) ([]training.Job, error) {
+	rows, err := s.db.Query(ctx, kaggleCleanupSQL, owner, limit)
+	if err != nil {
+		return nil, fmt.Errorf("finding Kaggle datasets to delete: %w", mapErr(err))
+	}
+	defer rows.Close()
+	var out []training.Job
+	for rows.Next() {
+		j, err := scanJob(rows)
+		if err != nil {
+			return nil, fmt.Errorf("finding Kaggle datasets to delete: %w", mapErr(err))
+		}
+		out = append(out, j)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("finding Kaggle datasets to delete: %w", mapErr(err))
+	}
+	return out, nil
+}
+
+// MarkKaggleDatasetDeleted records that job jobID's Kaggle dataset copy
+// ref is deleted, with an event saying so, once: a second call (another
+// instance's sweep) changes nothing.
+func (s *Store) MarkKaggleDatasetDeleted(ctx context.Context, jobID, ref string) error {
+	if !training.ValidID(jobID) {
+		return fmt.Errorf("job %q: %w", jobID, problem.ErrNotFound)
+	}
+	err := s.InTx(ctx, func(tx *Tx) error {
+		tag, err := tx.db.Exec(ctx, `
+			UPDATE jobs SET kaggle_dataset_deleted_at = now()
+			WHERE id = $1 AND kaggle_dataset_ref = $2 AND kaggle_dataset_deleted_at IS NULL`, jobID, ref)
+		if err != nil {
+			return mapErr(err)
+		}
+		if tag.RowsAffected() == 0 {
+			return nil
+		}
+		return insertEvent(ctx, tx, jobID, training.EventLog, "", "", "deleted the job's private dataset copy on Kaggle ("+ref+")")
+	})
+	if err != nil {
+		return fmt.Errorf("recording the Kaggle dataset deletion of job %s: %w", jobID, err)
+	}
+	return nil
+}

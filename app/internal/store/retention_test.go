@@ -31,8 +31,8 @@ func explain(t *testing.T, s *Store, q string, args ...any) string {
 
 // TestQueueAndRetentionQueriesUseTheirIndexes seeds a history of 20 000
 // finished tasks and 20 000 job events beside a few live tasks, and checks
-// that the queue-depth query (every 5 s) and the retention deletes read
-// their indexes instead of scanning the tables.
+// that the queue-depth query (every 5 s), the retention deletes and the
+// Kaggle dataset sweep (every reconcile pass) read their indexes instead of scanning the tables.
 func TestQueueAndRetentionQueriesUseTheirIndexes(t *testing.T) {
 	s := openTestStore(t)
 	ctx := context.Background()
@@ -61,6 +61,7 @@ func TestQueueAndRetentionQueriesUseTheirIndexes(t *testing.T) {
 		{"queue depth", queueDepthSQL, nil, "tasks_live_state", "tasks"},
 		{"expired tasks", deleteFinishedTasksSQL, []any{old, 1000}, "tasks_finished_at", "tasks"},
 		{"expired job events", deleteJobEventsSQL, []any{old, 1000}, "job_events_created_at_idx", "job_events"},
+		{"Kaggle datasets to delete", kaggleCleanupSQL, []any{"me", 100}, "jobs_kaggle_dataset_cleanup_idx", "jobs"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -50,6 +50,9 @@ type Repository interface {
 	// CompleteJob creates the job's model and moves it from collecting to
 	// succeeded in one transaction (ErrStale if it is no longer collecting).
 	CompleteJob(ctx context.Context, m Model) (Model, error)
+	// MarkKaggleDatasetDeleted records, once, with an event, that the job's
+	// private dataset copy ref on Kaggle is deleted.
+	MarkKaggleDatasetDeleted(ctx context.Context, jobID, ref string) error
 	ListModels(ctx context.Context, page Page) ([]Model, string, error)
 	GetModel(ctx context.Context, id string) (Model, error)
 	// DeleteModel deletes the row, running beforeCommit (which removes the
