@@ -49,7 +49,7 @@ export function systemPage(main: HTMLElement): () => void {
             ["Observed", ([k, c]) => observed(k, c)],
             ["Details", ([, c]) => c.output || ""],
           ], Object.entries(rep.checks).flatMap(([k, list]) => list.map((c): [string, Check] => [k, c])))
-          : h("p", { class: "hint" }, "The public address reports the overall status only. Operators see each check (app readiness, certificates' days left) at /health on the edge's internal metrics listener."));
+          : h("p", { class: "hint" }, "The public address names no certificate and counts no instance. Operators see each check (app readiness, each certificate's days left) at /health on the edge's internal metrics listener."));
     } catch (e) {
       replace(body, errorBox(e, "health check"));
     }
