@@ -48,7 +48,7 @@ func seedJobs(b *testing.B, f *trainingFixture) (deepCursor string) {
 		b.Fatal(err)
 	}
 	var c training.Cursor
-	if err := conn.QueryRow(ctx, `SELECT created_at, id::text FROM jobs ORDER BY created_at DESC, id DESC OFFSET 5000 LIMIT 1`).Scan(&c.CreatedAt, &c.ID); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT list_position FROM jobs ORDER BY list_position DESC OFFSET 5000 LIMIT 1`).Scan(&c.Position); err != nil {
 		b.Fatal(err)
 	}
 	return c.Encode()

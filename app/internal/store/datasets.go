@@ -49,12 +49,12 @@ func likePrefix(s string) string {
 func (s *Store) ListDatasets(ctx context.Context, namePrefix string, page training.Page) ([]training.Dataset, string, error) {
 	q, args := listDatasetsQuery(namePrefix, page)
 	return listPage(ctx, s.db, "listing datasets", q, args, page.Limit,
-		func(r scanner) (training.Dataset, error) { return scanDataset(r) },
-		func(d training.Dataset) training.Cursor { return training.Cursor{CreatedAt: d.CreatedAt, ID: d.ID} })
+		func(r scanner) (training.Dataset, error) { return scanDataset(r) })
 }
 
 // listDatasetsQuery builds the list query. Served by
-// datasets_created_at_id_idx, or datasets_lower_name_idx with a name filter
+// datasets_list_position_idx, or datasets_lower_name_position_idx with a
+// name filter
 // (TestListQueriesUseTheirIndexes checks the plans).
 func listDatasetsQuery(namePrefix string, page training.Page) (string, []any) {
 	var where []string
@@ -64,15 +64,15 @@ func listDatasetsQuery(namePrefix string, page training.Page) (string, []any) {
 		where = append(where, fmt.Sprintf(`lower(name) LIKE $%d`, len(args)))
 	}
 	if page.After != nil {
-		args = append(args, page.After.CreatedAt, page.After.ID)
-		where = append(where, fmt.Sprintf(`(created_at, id) < ($%d, $%d::uuid)`, len(args)-1, len(args)))
+		args = append(args, page.After.Position)
+		where = append(where, fmt.Sprintf(`list_position < $%d`, len(args)))
 	}
-	q := `SELECT ` + datasetColumns + ` FROM datasets`
+	q := `SELECT ` + datasetColumns + `, list_position FROM datasets`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, ` AND `)
 	}
 	args = append(args, page.Limit+1)
-	q += fmt.Sprintf(` ORDER BY datasets.created_at DESC, datasets.id DESC LIMIT $%d`, len(args))
+	q += fmt.Sprintf(` ORDER BY datasets.list_position DESC LIMIT $%d`, len(args))
 	return q, args
 }
 

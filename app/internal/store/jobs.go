@@ -78,18 +78,17 @@ func (s *Store) InsertJob(ctx context.Context, j training.Job, step training.Tas
 // ListJobs returns a page of jobs, newest first, optionally of one status.
 func (s *Store) ListJobs(ctx context.Context, status training.Status, page training.Page) ([]training.Job, string, error) {
 	q, args := listJobsQuery(status, page)
-	return listPage(ctx, s.db, "listing jobs", q, args, page.Limit, scanJob,
-		func(j training.Job) training.Cursor { return training.Cursor{CreatedAt: j.CreatedAt, ID: j.ID} })
+	return listPage(ctx, s.db, "listing jobs", q, args, page.Limit, scanJob)
 }
 
 // listJobsQuery builds the list query: two literal shapes rather than one
-// "no filter OR status = $1", so the planner picks jobs_status_created_at_id_idx
-// for a filtered list and jobs_created_at_id_idx for the whole one
+// "no filter OR status = $1", so the planner picks jobs_status_list_position_idx
+// for a filtered list and jobs_list_position_idx for the whole one
 // (TestListQueriesUseTheirIndexes checks the plans).
 func listJobsQuery(status training.Status, page training.Page) (string, []any) {
-	q := `SELECT ` + jobColumns + ` FROM jobs WHERE $1 = ''`
+	q := `SELECT ` + jobColumns + `, list_position FROM jobs WHERE $1 = ''`
 	if status != "" {
-		q = `SELECT ` + jobColumns + ` FROM jobs WHERE status = $1`
+		q = `SELECT ` + jobColumns + `, list_position FROM jobs WHERE status = $1`
 	}
 	args := []any{string(status), page.Limit + 1}
 	if page.After != nil {
@@ -97,13 +96,13 @@ func listJobsQuery(status training.Status, page training.Page) (string, []any) {
 			// Equivalent to the form below given status = $1, and a row
 			// comparison over the status index's leading columns, which the
 			// planner can use as one index condition.
-			q += ` AND (status, created_at, id) < ($1, $3, $4::uuid)`
+			q += ` AND (status, list_position) < ($1, $3)`
 		} else {
-			q += ` AND (created_at, id) < ($3, $4::uuid)`
+			q += ` AND list_position < $3`
 		}
-		args = append(args, page.After.CreatedAt, page.After.ID)
+		args = append(args, page.After.Position)
 	}
-	q += ` ORDER BY jobs.created_at DESC, jobs.id DESC LIMIT $2`
+	q += ` ORDER BY jobs.list_position DESC LIMIT $2`
 	return q, args
 }
 

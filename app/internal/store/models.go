@@ -27,15 +27,20 @@ func scanModel(row scanner) (training.Model, error) {
 
 // ListModels returns a page of models, newest first.
 func (s *Store) ListModels(ctx context.Context, page training.Page) ([]training.Model, string, error) {
-	q := `SELECT ` + modelColumns + ` FROM models`
+	q, args := listModelsQuery(page)
+	return listPage(ctx, s.db, "listing models", q, args, page.Limit, scanModel)
+}
+
+// listModelsQuery builds the list query, served by models_list_position_idx
+// (TestListQueriesUseTheirIndexes checks the plans).
+func listModelsQuery(page training.Page) (string, []any) {
+	q := `SELECT ` + modelColumns + `, list_position FROM models`
 	args := []any{page.Limit + 1}
 	if page.After != nil {
-		q += ` WHERE (created_at, id) < ($2, $3::uuid)`
-		args = append(args, page.After.CreatedAt, page.After.ID)
+		q += ` WHERE list_position < $2`
+		args = append(args, page.After.Position)
 	}
-	q += ` ORDER BY models.created_at DESC, models.id DESC LIMIT $1`
-	return listPage(ctx, s.db, "listing models", q, args, page.Limit, scanModel,
-		func(m training.Model) training.Cursor { return training.Cursor{CreatedAt: m.CreatedAt, ID: m.ID} })
+	return q + ` ORDER BY models.list_position DESC LIMIT $1`, args
 }
 
 // GetModel returns one model.

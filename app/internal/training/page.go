@@ -4,23 +4,26 @@ import (
 	"encoding/base64"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/finetune-studio/finetune-studio/app/internal/problem"
 )
 
-// Cursor is a position in a list ordered by (created_at DESC, id DESC):
-// the next page starts strictly after it. Keyset pagination stays fast at
-// any depth and never skips or repeats rows when new ones arrive.
+// Cursor is a position in a list ordered by list position, newest first:
+// the next page starts strictly after it. Positions are handed out in
+// commit order (see docs/schema.md), so a walk never skips a row that was
+// committed before it began, and rows committed later only ever appear
+// ahead of its first page.
 type Cursor struct {
-	CreatedAt time.Time
-	ID        string
+	Position int64
 }
+
+// cursorPrefix marks the cursor format, so a cursor of another format (an
+// older release's) is refused as malformed instead of misread.
+const cursorPrefix = "p"
 
 // Encode returns the opaque form clients pass back as ?cursor=.
 func (c Cursor) Encode() string {
-	raw := strconv.FormatInt(c.CreatedAt.UnixMicro(), 10) + "." + c.ID
-	return base64.RawURLEncoding.EncodeToString([]byte(raw))
+	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + strconv.FormatInt(c.Position, 10)))
 }
 
 // ParseCursor decodes a cursor from Encode. The empty string is the start.
@@ -28,7 +31,7 @@ func ParseCursor(s string) (Cursor, bool, error) {
 	if s == "" {
 		return Cursor{}, false, nil
 	}
-	bad := problem.New(problem.CodeInvalid, "the cursor parameter is malformed: pass the next_cursor value of a previous page unchanged").
+	bad := problem.New(problem.CodeInvalid, "the cursor parameter is malformed: pass the next_cursor value of a previous page unchanged, or start again without a cursor").
 		WithDetails(problem.Detail{Field: "cursor", Issue: "malformed"})
 	if len(s) > 200 {
 		return Cursor{}, false, bad
@@ -37,15 +40,15 @@ func ParseCursor(s string) (Cursor, bool, error) {
 	if err != nil {
 		return Cursor{}, false, bad
 	}
-	micros, id, ok := strings.Cut(string(raw), ".")
-	if !ok || !ValidID(id) {
+	digits, ok := strings.CutPrefix(string(raw), cursorPrefix)
+	if !ok {
 		return Cursor{}, false, bad
 	}
-	us, err := strconv.ParseInt(micros, 10, 64)
-	if err != nil || us < 0 {
+	pos, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || pos < 0 {
 		return Cursor{}, false, bad
 	}
-	return Cursor{CreatedAt: time.UnixMicro(us).UTC(), ID: id}, true, nil
+	return Cursor{Position: pos}, true, nil
 }
 
 // ParseLimit reads a page size: empty means DefaultPageLimit; anything

@@ -3,18 +3,17 @@ package training
 import (
 	"errors"
 	"testing"
-	"time"
 
 	"github.com/finetune-studio/finetune-studio/app/internal/problem"
 )
 
 func TestCursorRoundTrip(t *testing.T) {
-	c := Cursor{CreatedAt: time.Date(2026, 11, 29, 14, 0, 0, 123456000, time.UTC), ID: NewID()}
+	c := Cursor{Position: 9223372036854775807}
 	got, ok, err := ParseCursor(c.Encode())
 	if err != nil || !ok {
 		t.Fatalf("ParseCursor(Encode()) = %v, %v", ok, err)
 	}
-	if !got.CreatedAt.Equal(c.CreatedAt) || got.ID != c.ID {
+	if got != c {
 		t.Errorf("got %+v, want %+v", got, c)
 	}
 	if _, ok, err := ParseCursor(""); ok || err != nil {
@@ -23,7 +22,10 @@ func TestCursorRoundTrip(t *testing.T) {
 }
 
 func TestParseCursorRejects(t *testing.T) {
-	for _, s := range []string{"!!!", "bm90IGEgY3Vyc29y", Cursor{ID: "nope"}.Encode(), "LTEuMDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAw"} {
+	for _, s := range []string{"!!!", "bm90IGEgY3Vyc29y", Cursor{Position: -1}.Encode(),
+		// An older release's (created_at, id) cursor: refused, not misread.
+		"MTc2NDY1MTIwMDAwMDAwMC4wMDAwMDAwMC0wMDAwLTQwMDAtODAwMC0wMDAwMDAwMDAwMDA",
+		"cA", "cDl4"} {
 		_, _, err := ParseCursor(s)
 		var pe *problem.Error
 		if !errors.As(err, &pe) || pe.Status() != 400 {
