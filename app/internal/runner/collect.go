@@ -143,6 +143,11 @@ func (r *Runner) collect(ctx context.Context, j training.Job) error {
 		}
 		return err
 	}
+	// The kernel has ended and its output is stored: its dataset copy is
+	// deleted now, before the job succeeds, so the deletion's event comes
+	// before the terminal one and a live event stream, which ends at the
+	// terminal status, shows it too.
+	r.deleteKaggleDatasetNow(ctx, j)
 	if _, err := r.repo.CompleteJob(ctx, m); err != nil {
 		if errors.Is(err, training.ErrStale) {
 			// Cancelled while collecting: the files belong to nobody —
@@ -156,7 +161,6 @@ func (r *Runner) collect(ctx context.Context, j training.Job) error {
 		}
 		return err
 	}
-	r.deleteKaggleDatasetNow(ctx, j)
 	return nil
 }
 

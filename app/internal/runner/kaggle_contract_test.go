@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"net/http"
 	"testing"
 
@@ -21,6 +22,16 @@ func TestRunnerDeletesKaggleDatasetAfterSuccess(t *testing.T) {
 	}
 	if ds := f.emu.Datasets(); len(ds) != 0 {
 		t.Errorf("Kaggle datasets left after success: %+v, want none", ds)
+	}
+	// A live event stream ends at the terminal status: the deletion's event
+	// must come before it, or a follower never sees it (and a stream
+	// resumed later sees more than the live one did).
+	evs, err := f.store.ListEvents(context.Background(), j.ID, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := evs[len(evs)-1]; last.Kind != training.EventStatus || last.ToStatus != training.StatusSucceeded {
+		t.Errorf("last event = %s %q %q, want the status change to succeeded", last.Kind, last.ToStatus, last.Message)
 	}
 }
 
