@@ -122,6 +122,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	a := api.New(api.Deps{
 		Config: cfg, Log: log, Feed: hub, Auth: auth.New(st, auth.Options{Log: log.With("component", "auth")}), Health: checker, Metrics: m, Repo: st, Objects: bl.TrainingObjects(),
 	})
+	m.WatchUploads(a.UploadsInFlight)
 	errLog := slog.NewLogLogger(log.Handler(), slog.LevelWarn)
 	srv := newServer(a.Handler(), errLog)
 	metricsMux := http.NewServeMux()

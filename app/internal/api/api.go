@@ -79,6 +79,9 @@ type API struct {
 	router   *mux.Router
 	stopping chan struct{}
 	handler  http.Handler
+	// uploads holds one token per dataset upload in progress; its capacity
+	// is APP_MAX_CONCURRENT_UPLOADS (nil: no cap).
+	uploads chan struct{}
 }
 
 // New builds the API and registers every route.
@@ -88,6 +91,9 @@ func New(d Deps) *API {
 		metrics: d.Metrics, repo: d.Repo, objects: d.Objects, feed: d.Feed,
 		router:   mux.NewRouter(),
 		stopping: make(chan struct{}),
+	}
+	if n := d.Config.HTTP.MaxConcurrentUploads; n > 0 {
+		a.uploads = make(chan struct{}, n)
 	}
 	a.router.NotFoundHandler = a.wrap(routeUnmatched, a.notFound, a.optionsFor())
 	a.router.MethodNotAllowedHandler = a.wrap(routeUnmatched, a.methodNotAllowed, a.optionsFor())
@@ -115,6 +121,7 @@ type RouteOption func(*routeOptions)
 type routeOptions struct {
 	bodyLimit   int64
 	noDeadlines bool
+	uploadSlot  bool
 }
 
 // BodyLimit caps the request body at n bytes (default APP_MAX_BODY_BYTES);
@@ -129,6 +136,15 @@ func NoDeadlines() RouteOption { return func(o *routeOptions) { o.noDeadlines = 
 // NoDeadlines under a name that says why; the handler flushes each event
 // itself (see Flush).
 func Streaming() RouteOption { return NoDeadlines() }
+
+// UploadSlot makes the route take one of the APP_MAX_CONCURRENT_UPLOADS
+// slots, after authentication and before the body is read, for as long as
+// the handler runs; with none free it answers 429 (see takeUploadSlot).
+func UploadSlot() RouteOption { return func(o *routeOptions) { o.uploadSlot = true } }
+
+// UploadsInFlight is the number of upload slots taken right now (the
+// uploads_in_flight gauge).
+func (a *API) UploadsInFlight() int { return len(a.uploads) }
 
 func (a *API) optionsFor(opts ...RouteOption) routeOptions {
 	o := routeOptions{bodyLimit: a.conf.HTTP.MaxBodyBytes}

@@ -99,7 +99,8 @@ func (a *API) finish(r *http.Request, rec *recorder, ri *requestInfo, start time
 }
 
 // wrap turns a HandlerFunc into an http.Handler with the route's options:
-// template for logs, authentication, deadlines, body cap, error rendering.
+// template for logs, authentication, body cap, upload slot, deadlines,
+// error rendering.
 func (a *API) wrap(route string, h HandlerFunc, o routeOptions) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ri := infoFrom(r.Context())
@@ -118,20 +119,55 @@ func (a *API) wrap(route string, h HandlerFunc, o routeOptions) http.Handler {
 			}
 			ri.tokenID = id
 		}
+		if r.ContentLength > o.bodyLimit {
+			a.fail(w, r, tooLarge(o.bodyLimit))
+			return
+		}
+		// The slot is taken before deadlines are lifted, so a refused
+		// upload stays bound by the server's timeouts.
+		if o.uploadSlot {
+			release, err := a.takeUploadSlot(w)
+			if err != nil {
+				a.fail(w, r, err)
+				return
+			}
+			defer release()
+		}
 		if o.noDeadlines {
 			rc := http.NewResponseController(w)
 			_ = rc.SetReadDeadline(time.Time{})
 			_ = rc.SetWriteDeadline(time.Time{})
-		}
-		if r.ContentLength > o.bodyLimit {
-			a.fail(w, r, tooLarge(o.bodyLimit))
-			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, o.bodyLimit)
 		if err := h(w, r); err != nil {
 			a.fail(w, r, err)
 		}
 	})
+}
+
+// uploadRetryAfter is the Retry-After, in seconds, of an upload refused by
+// the cap: an upload of the default 100 MiB limit takes seconds to minutes.
+const uploadRetryAfter = "30"
+
+// takeUploadSlot takes an upload slot without waiting, or answers 429 with
+// Retry-After: a refused client retries later rather than holding a
+// connection (and soon 32 MiB of buffers) in a queue. The refusal closes
+// the connection, so the server does not read (and wait for) the unwanted
+// body before answering.
+func (a *API) takeUploadSlot(w http.ResponseWriter) (release func(), err error) {
+	if a.uploads == nil {
+		return func() {}, nil
+	}
+	select {
+	case a.uploads <- struct{}{}:
+		return func() { <-a.uploads }, nil
+	default:
+		w.Header().Set("Retry-After", uploadRetryAfter)
+		w.Header().Set("Connection", "close")
+		return nil, problem.New(problem.CodeRateLimited,
+			"this server already has %d dataset uploads in progress, the most allowed: retry after %s seconds",
+			cap(a.uploads), uploadRetryAfter)
+	}
 }
 
 // fail renders err as the JSON error shape, unless the handler already

@@ -45,7 +45,7 @@ func (a *API) trainingRoutes() {
 		}, a.log)
 	}
 	upload := max(a.conf.HTTP.MaxUploadBytes, 1) + multipartOverhead
-	a.route(http.MethodPost, "/api/v1/datasets", h.with(h.uploadDataset), BodyLimit(upload), NoDeadlines())
+	a.route(http.MethodPost, "/api/v1/datasets", h.with(h.uploadDataset), BodyLimit(upload), NoDeadlines(), UploadSlot())
 	a.route(http.MethodGet, "/api/v1/datasets", h.with(h.listDatasets))
 	a.route(http.MethodGet, "/api/v1/datasets/{id}", h.with(h.getDataset))
 	a.route(http.MethodDelete, "/api/v1/datasets/{id}", h.with(h.deleteDataset))

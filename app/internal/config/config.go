@@ -79,6 +79,9 @@ type HTTP struct {
 	// streams open on this instance, in all and per API token.
 	MaxEventStreams         int
 	MaxEventStreamsPerToken int
+	// MaxConcurrentUploads caps the dataset uploads served at once by this
+	// instance: each holds about 32 MiB of part buffers.
+	MaxConcurrentUploads int
 }
 
 // DB configures the Postgres pool.
@@ -408,6 +411,7 @@ func (p *parser) parse() Config {
 	c.HTTP.TrustedProxies = p.prefixes("APP_TRUSTED_PROXIES")
 	c.HTTP.MaxEventStreams = int(p.integer("APP_MAX_EVENT_STREAMS", 1000, 1, 1_000_000))
 	c.HTTP.MaxEventStreamsPerToken = int(p.integer("APP_MAX_EVENT_STREAMS_PER_TOKEN", 50, 1, 1_000_000))
+	c.HTTP.MaxConcurrentUploads = int(p.integer("APP_MAX_CONCURRENT_UPLOADS", 4, 1, 1024))
 
 	c.DB.URL = p.required("DATABASE_URL")
 	c.DB.MaxConns = int32(p.integer("DB_MAX_CONNS", 10, 2, 1000))

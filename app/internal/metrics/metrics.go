@@ -152,6 +152,20 @@ func (m *Metrics) WatchWorkerPool(stats func() WorkerPoolStats) {
 	})
 }
 
+// WatchUploads exports uploads_in_flight, the dataset uploads being served
+// (bounded by APP_MAX_CONCURRENT_UPLOADS), read at scrape time.
+func (m *Metrics) WatchUploads(inFlight func() int) {
+	m.reg.MustRegister(&funcCollector{
+		descs: []*prometheus.Desc{uploadsInFlight},
+		collect: func(ch chan<- prometheus.Metric) {
+			ch <- prometheus.MustNewConstMetric(uploadsInFlight, prometheus.GaugeValue, float64(inFlight()))
+		},
+	})
+}
+
+var uploadsInFlight = prometheus.NewDesc("uploads_in_flight",
+	"Dataset uploads being served right now (capped by APP_MAX_CONCURRENT_UPLOADS).", nil, nil)
+
 var (
 	dbAcquired = prometheus.NewDesc("db_pool_acquired_connections", "Connections currently checked out of the pool.", nil, nil)
 	dbIdle     = prometheus.NewDesc("db_pool_idle_connections", "Idle connections in the pool.", nil, nil)

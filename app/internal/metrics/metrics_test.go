@@ -18,6 +18,7 @@ func exercised(t *testing.T) *Metrics {
 		return DBPoolStats{Acquired: 1, Idle: 2, Total: 3, Max: 10, AcquireCount: 42, AcquireWait: 1500 * time.Millisecond}
 	})
 	m.WatchWorkerPool(func() WorkerPoolStats { return WorkerPoolStats{Workers: 4, Busy: 1, Queued: 7, Running: 2} })
+	m.WatchUploads(func() int { return 3 })
 	m.RequestStarted()
 	m.RequestDone("/api/v1/jobs/{id}", "GET", 200, 12*time.Millisecond)
 	m.RequestStarted()
@@ -61,6 +62,7 @@ func TestExposition(t *testing.T) {
 		`worker_pool_workers 4`,
 		`worker_pool_busy_workers 1`,
 		`worker_queue_depth 7`,
+		`uploads_in_flight 3`,
 		`worker_tasks_total{kind="training.step",outcome="done"} 1`,
 		`worker_task_duration_seconds_count{kind="training.step"} 1`,
 		`build_info{goversion="go`,
