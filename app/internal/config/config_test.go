@@ -68,6 +68,14 @@ func TestDefaults(t *testing.T) {
 	if c.HTTP.MaxUploadBytes != 100<<20 || c.Training.MaxRuntime != 12*time.Hour || c.S3.PresignExpiry != 15*time.Minute {
 		t.Errorf("defaults: upload %d runtime %s presign %s", c.HTTP.MaxUploadBytes, c.Training.MaxRuntime, c.S3.PresignExpiry)
 	}
+	if c.HTTP.MaxConcurrentUploads != 4 {
+		t.Errorf("APP_MAX_CONCURRENT_UPLOADS default %d, want 4", c.HTTP.MaxConcurrentUploads)
+	}
+	env := valid()
+	env["APP_MAX_CONCURRENT_UPLOADS"] = "0"
+	if _, err := Parse(env, nil); err == nil || !strings.Contains(err.Error(), "APP_MAX_CONCURRENT_UPLOADS") {
+		t.Errorf("APP_MAX_CONCURRENT_UPLOADS=0: got %v, want an error naming it", err)
+	}
 	if c.S3.Bucket != "finetune-studio" || c.Kaggle.APIURL.String() != "https://www.kaggle.com/api/v1" {
 		t.Errorf("bucket %q kaggle %q", c.S3.Bucket, c.Kaggle.APIURL)
 	}
