@@ -482,9 +482,6 @@ func startEdge(t testing.TB, appAddr string, expensiveEvents int) string {
 	if edgeErr != nil {
 		t.Fatal(edgeErr)
 	}
-	if os.Getenv("EDGE_BIN") == "" {
-		t.Cleanup(func() { os.RemoveAll(filepath.Dir(edgeBin)) })
-	}
 	home := t.TempDir()
 	extra := filepath.Join(home, "test-globals.caddy")
 	if err := os.WriteFile(extra, []byte("local_certs\nskip_install_trust\n"), 0o644); err != nil {

@@ -36,6 +36,12 @@ func TestMain(m *testing.M) {
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))
 	}
+	// The edge is built once per process and shared by the browser test
+	// and benchmarks, so it goes only when all of them are done (never a
+	// prebuilt EDGE_BIN).
+	if edgeBin != "" && os.Getenv("EDGE_BIN") == "" {
+		os.RemoveAll(filepath.Dir(edgeBin))
+	}
 	os.Exit(code)
 }
 
