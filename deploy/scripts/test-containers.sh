@@ -519,7 +519,12 @@ wait_for "the app to be restarted" restarted
 # Asked live (the recorded health status may predate the restart).
 app_ready() { compose exec -T app /usr/bin/app healthcheck >/dev/null 2>&1; }
 wait_for "the restarted app to be ready" app_ready
-wait_for "edge /health to answer 200 again" test "$(status_of "$(url /health)")" = 200
+# A function, not `test "$(status_of …)"`: the arguments of wait_for are
+# expanded once, so an inline substitution would poll a frozen answer (it did:
+# the edge's health checker had not yet seen the restarted app, and the wait
+# spun on that first 503 until it timed out).
+health_200() { [ "$(status_of "$(url /health)")" = 200 ]; }
+wait_for "edge /health to answer 200 again" health_200
 pass "app killed -> restarted by its restart policy -> healthy, edge 200"
 
 app_started=$("$ENGINE" inspect --format '{{.State.StartedAt}}' "$(cid app)")
