@@ -1,0 +1,97 @@
+# Shared by every studio verb (sourced; POSIX sh). Each verb lives in
+# studio.d/<verb>.sh and defines studio_<verb> (dashes become underscores)
+# and studio_<verb>_help, which prints its usage and what it does.
+
+# Exit codes, as documented in deploy/studio.
+EX_FAIL=1
+EX_USAGE=2
+EX_PREREQ=3
+
+# Output: one line per step; progress goes to stderr so stdout stays
+# parseable where a verb prints data (e.g. token create).
+say() { printf '%s\n' "$*" >&2; }
+step() { printf '==> %s\n' "$*" >&2; }
+pass() { printf '  [pass] %s\n' "$*" >&2; }
+warn() { printf '  [warn] %s\n' "$*" >&2; }
+# fail_item marks a failed check and carries on; die stops the verb.
+fail_item() { printf '  [FAIL] %s\n' "$*" >&2; }
+die() {
+  printf 'studio: %s\n' "$1" >&2
+  exit "${2:-$EX_FAIL}"
+}
+usage_error() { die "$1 (see --help)" "$EX_USAGE"; }
+
+# The environment file compose reads (deploy/.env by default).
+STUDIO_ENV_FILE=${STUDIO_ENV_FILE:-$STUDIO_DIR/.env}
+# The production compose file; STUDIO_COMPOSE_FILES may add overrides
+# (space-separated paths), e.g. a test CA for the edge.
+STUDIO_COMPOSE_FILE=${STUDIO_COMPOSE_FILE:-$STUDIO_DIR/docker-compose.yml}
+
+# env_value NAME: the value of NAME in the environment file (empty if unset).
+# The file is read, never sourced: it is data, not a script.
+env_value() {
+  [ -f "$STUDIO_ENV_FILE" ] || return 0
+  sed -n "s/^[[:space:]]*$1[[:space:]]*=[[:space:]]*//p" "$STUDIO_ENV_FILE" | tail -n 1 |
+    sed -e 's/^"\(.*\)"$/\1/' -e "s/^'\(.*\)'\$/\1/"
+}
+
+# detect_engine sets ENGINE (docker or podman) and COMPOSE (the compose
+# command, word-split on purpose), or exits with EX_PREREQ.
+detect_engine() {
+  [ -n "${ENGINE:-}" ] && [ -n "${COMPOSE:-}" ] && return 0
+  if command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
+    ENGINE=docker
+    if docker compose version >/dev/null 2>&1; then
+      COMPOSE="docker compose"
+    elif command -v docker-compose >/dev/null 2>&1; then
+      COMPOSE=docker-compose
+    else
+      die "Docker is installed but Compose v2 is not: install the docker-compose-plugin package (docs/deploy.md)" "$EX_PREREQ"
+    fi
+  elif command -v podman >/dev/null 2>&1; then
+    ENGINE=podman
+    if command -v docker-compose >/dev/null 2>&1; then
+      COMPOSE=docker-compose
+    elif podman compose version >/dev/null 2>&1; then
+      COMPOSE="podman compose"
+    else
+      die "podman is installed but no compose: install docker-compose (docs/deploy.md)" "$EX_PREREQ"
+    fi
+  else
+    die "no container engine: install Docker (docs/deploy.md) and rerun" "$EX_PREREQ"
+  fi
+  export ENGINE COMPOSE
+}
+
+# compose ARGS...: the production stack's compose, from any directory.
+compose() {
+  detect_engine
+  set -- -f "$STUDIO_COMPOSE_FILE" "$@"
+  for f in ${STUDIO_COMPOSE_FILES:-}; do set -- -f "$f" "$@"; done
+  # shellcheck disable=SC2086 # COMPOSE is a command and its subcommand
+  $COMPOSE --env-file "$STUDIO_ENV_FILE" "$@"
+}
+
+# with_progress MESSAGE COMMAND...: runs COMMAND, printing a dot every 5 s
+# so a long step is visibly alive; its output goes to the step log.
+STUDIO_LOG=${STUDIO_LOG:-${TMPDIR:-/tmp}/studio-$(id -u).log}
+with_progress() {
+  msg=$1
+  shift
+  printf '==> %s ' "$msg" >&2
+  "$@" >>"$STUDIO_LOG" 2>&1 &
+  wp_pid=$!
+  while kill -0 "$wp_pid" 2>/dev/null; do
+    sleep 5
+    kill -0 "$wp_pid" 2>/dev/null && printf '.' >&2
+  done
+  if wait "$wp_pid"; then
+    printf ' done\n' >&2
+  else
+    wp_rc=$?
+    printf ' failed\n' >&2
+    say "last lines of $STUDIO_LOG:"
+    tail -n 20 "$STUDIO_LOG" >&2
+    return "$wp_rc"
+  fi
+}

@@ -1,0 +1,19 @@
+# studio token create NAME: an API token, printed once on stdout.
+
+studio_token_help() {
+  cat <<'USAGE'
+Usage: deploy/studio token create NAME
+
+Creates an API token named NAME in the running app and prints it once on
+stdout (store it: only its hash is kept). Progress goes to stderr.
+Exit codes: 0 created, 1 the app refused or is not running, 2 usage.
+USAGE
+}
+
+studio_token() {
+  [ "${1:-}" = create ] || usage_error "token: the only action is 'create'"
+  [ -n "${2:-}" ] || usage_error "token create: a NAME is required"
+  step "creating API token '$2'"
+  compose exec -T app /usr/bin/app token create "$2" ||
+    die "token create failed: is the stack running? (deploy/studio status)"
+}
