@@ -46,7 +46,7 @@ lint:
 	$(GO) vet ./...
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files --others --exclude-standard '*.go' 2>/dev/null)); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
-	shellcheck $$(git ls-files '*.sh' .ci/run 2>/dev/null)
+	shellcheck $$(git ls-files '*.sh' .ci/run deploy/studio 2>/dev/null)
 	@# edge/ui is build output committed so the edge and its image need no UI
 	@# toolchain; it must be exactly what edge/scripts/build-ui.sh makes of edge/ui-src.
 	@d=$$(mktemp -d) && edge/scripts/build-ui.sh edge/ui-src "$$d/ui" >/dev/null && \

@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Shared by every studio verb (sourced; POSIX sh). Each verb lives in
 # studio.d/<verb>.sh and defines studio_<verb> (dashes become underscores)
 # and studio_<verb>_help, which prints its usage and what it does.

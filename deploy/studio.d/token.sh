@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # studio token create NAME: an API token, printed once on stdout.
 
 studio_token_help() {
