@@ -65,7 +65,8 @@ go_tool() {
 }
 
 install_base() {
-  apt_install postgresql-15 ca-certificates openssl curl
+  # iproute2 (ss, ip), openssl and curl: deploy/studio preflight and status.
+  apt_install postgresql-15 ca-certificates openssl curl iproute2
   go_tool minio github.com/minio/minio "$MINIO_VERSION"
 }
 
