@@ -147,8 +147,12 @@ pf_check_engine() {
     pe_ver=$(podman version --format '{{.Client.Version}}' 2>/dev/null || true)
   fi
   if [ "$pe_kind" = podman ]; then pe_min=$PF_PODMAN_MIN; else pe_min=$PF_DOCKER_MIN; fi
+  case $pe_ver in
+    [0-9]*) ;;
+    *) pe_ver= ;;
+  esac
   if [ -z "$pe_ver" ]; then
-    pf_warn "$pe_kind: version unknown" "$ENGINE version"
+    pf_warn "$pe_kind: version unknown, cannot verify it is >= ${pe_min%.0}" "$ENGINE version"
   elif ver_ge "$pe_ver" "$pe_min"; then
     pf_pass "$pe_kind $pe_ver (>= ${pe_min%.0})"
   else
@@ -158,10 +162,16 @@ pf_check_engine() {
 
   # shellcheck disable=SC2086 # COMPOSE is a command and its subcommand
   pe_cver=$($COMPOSE version --short 2>/dev/null | tail -n 1 || true)
-  if [ -z "$pe_cver" ]; then
-    pf_fail "$COMPOSE: version unknown (Compose v2 >= $PF_COMPOSE_MIN is needed)" \
-      "sudo apt-get install docker-compose-plugin (Docker's apt repository)"
-  elif ver_ge "$pe_cver" "$PF_COMPOSE_MIN"; then
+  case ${pe_cver#v} in
+    [0-9]*) ;;
+    *)
+      # A source build reports "dev": nothing to compare.
+      pf_warn "$COMPOSE reports version '${pe_cver:-nothing}': cannot verify it is Compose v2 >= $PF_COMPOSE_MIN" \
+        "$COMPOSE version; if it is older, install docker-compose-plugin (Docker's apt repository)"
+      return 0
+      ;;
+  esac
+  if ver_ge "$pe_cver" "$PF_COMPOSE_MIN"; then
     pf_pass "compose ${pe_cver#v} ($COMPOSE, >= $PF_COMPOSE_MIN)"
   else
     pf_fail "compose ${pe_cver#v} ($COMPOSE) is older than $PF_COMPOSE_MIN (podman-compose and Compose v1 are not supported)" \
@@ -646,7 +656,9 @@ pf_check_app() {
     rm -f "$pa_tmp"
     return 0
   fi
-  pa_image=$(compose config --images app 2>/dev/null | head -n 1 || true)
+  # `config --images app` would list app's dependencies' images too.
+  pa_image=$(compose config app 2>/dev/null | awk '/^services:/ {s = 1; next} s && /^[^ ]/ {s = 0}
+    s && /^  [^ ]/ {svc = $1} s && svc == "app:" && /^    image:/ {print $2; exit}' || true)
   if [ -z "$pa_image" ] || ! "$ENGINE" image inspect "$pa_image" >/dev/null 2>&1; then
     pf_warn "the app image ${pa_image:-(unknown)} is not on this host yet, so app config check cannot run" \
       "deploy/studio deploy builds it (or pulls it); rerun preflight afterwards to check the app's configuration"

@@ -53,7 +53,8 @@ case $1 in
   config)
     case "$*" in
       *--services*) printf 'edge\napp\npostgres\nminio\n' ;;
-      *--images*) printf 'localhost/finetune-studio/app:fake\n' ;;
+      *--quiet*) ;;
+      *) printf 'name: fake\nservices:\n  app:\n    image: localhost/finetune-studio/app:fake\n  minio:\n    image: minio\n' ;;
     esac ;;
   ps)
     case "$*" in

@@ -153,6 +153,14 @@ func TestPreflightEngineVersions(t *testing.T) {
 	r.wantCode(t, 1)
 	r.wantLine(t, "[FAIL]", "docker 20.10.24 is older than 24")
 	r.wantLine(t, "[FAIL]", "compose 2.12.2", "older than 2.20")
+
+	// A compose built from source says "dev": unknown, not too old.
+	f.environ["FAKE_DOCKER_VERSION"] = "24.0.7"
+	f.environ["FAKE_COMPOSE_VERSION"] = "dev"
+	r = f.run(publicIPs...)
+	r.wantCode(t, 0)
+	r.wantLine(t, "[pass]", "docker 24.0.7")
+	r.wantLine(t, "[warn]", "reports version 'dev'")
 }
 
 func TestPreflightDNS(t *testing.T) {
