@@ -9,6 +9,12 @@
 //	app token revoke --id ID    revoke a token (its id is the part after fts_)
 //	app healthcheck             exit 0 only if the local /readyz passes
 //	app kaggle check            prove the Kaggle credentials work and name their account
+//	app backup objects [--to TARGET]
+//	                            mirror the bucket to TARGET (default BACKUP_OBJECTS_TARGET)
+//	app backup restore-objects [--from TARGET] [--to-bucket BUCKET]
+//	                            restore the mirror into a bucket (default S3_BUCKET)
+//	app backup verify-objects --against BUCKET [--from TARGET]
+//	                            compare BUCKET with the mirror byte for byte; exit 1 on a difference
 //
 // Configuration comes from the environment (see docs/configuration.md).
 package main
@@ -73,7 +79,10 @@ const usage = `usage: app [serve]
        app token list
        app token revoke --id TOKEN_ID
        app healthcheck
-       app kaggle check`
+       app kaggle check
+       app backup objects [--to TARGET]
+       app backup restore-objects [--from TARGET] [--to-bucket BUCKET]
+       app backup verify-objects --against BUCKET [--from TARGET]`
 
 // run dispatches a subcommand. Output meant for people goes to stdout and
 // stderr; logs go to log.
@@ -121,6 +130,12 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 			return usageError("kaggle needs: check")
 		}
 		return withConfig(func(cfg config.Config) error { return kaggleCheck(ctx, cfg, stdout, log) })
+	case "backup":
+		c, err := parseBackupArgs(args)
+		if err != nil {
+			return err
+		}
+		return withConfig(func(cfg config.Config) error { return backupCommand(ctx, cfg, c, stdout, log) })
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

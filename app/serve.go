@@ -15,6 +15,7 @@ import (
 
 	"github.com/finetune-studio/finetune-studio/app/internal/api"
 	"github.com/finetune-studio/finetune-studio/app/internal/auth"
+	"github.com/finetune-studio/finetune-studio/app/internal/backup"
 	"github.com/finetune-studio/finetune-studio/app/internal/blob"
 	"github.com/finetune-studio/finetune-studio/app/internal/config"
 	"github.com/finetune-studio/finetune-studio/app/internal/feed"
@@ -61,7 +62,23 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 	}()
 
+	// Versioning keeps overwritten and deleted objects recoverable. A
+	// server that refuses it (a gateway without versioning) must not stop
+	// the app: readiness warns instead, and the check asks again.
+	versioning := backup.NewVersioning(bl)
+	if err := versioning.Enable(startCtx); err != nil {
+		log.Warn("bucket versioning could not be enabled", "bucket", cfg.S3.Bucket, "error", err.Error())
+	}
+	installedAt, err := st.InstalledAt(startCtx)
+	if err != nil {
+		return err
+	}
+	freshness := backup.NewFreshness(st, backup.FreshnessConfig{
+		Kinds: cfg.Backup.Kinds, MaxAge: cfg.Backup.MaxAge, InstalledAt: installedAt,
+	})
+
 	m := metrics.New(metrics.BuildInfo{Version: version, Revision: revision})
+	m.WatchBackups(freshness.LastSuccess)
 	m.WatchDBPool(func() metrics.DBPoolStats {
 		s := st.Stats()
 		return metrics.DBPoolStats{Acquired: s.Acquired, Idle: s.Idle, Total: s.Total, Max: s.Max,
@@ -97,6 +114,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	pool.Start()
 	stopReconciler := startReconciler(rn, st, cfg.Training.ReconcileInterval)
 	defer stopReconciler() // on early returns; the normal path stops it in order below
+	stopObjectBackup, err := startObjectBackup(cfg, st, bl, log.With("component", "backup"))
+	if err != nil {
+		return err
+	}
+	defer stopObjectBackup() // on early returns; the normal path stops it in order below
 	m.WatchWorkerPool(func() metrics.WorkerPoolStats {
 		s := pool.Stats()
 		return metrics.WorkerPoolStats{Workers: s.Workers, Busy: s.Busy, Queued: s.Queued, Running: s.Running}
@@ -107,6 +129,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		health.Check{Name: "migrations", ComponentType: "datastore", Critical: true, Run: migrationsCheck(st)},
 		health.Check{Name: "objectStorage", ComponentType: "datastore", Critical: false, Run: bl.Ping},
 		health.Check{Name: "workerPool", ComponentType: "component", Critical: true, Run: workerCheck(pool)},
+		health.Check{Name: "backups", ComponentType: "component", Critical: false, Run: freshness.Check},
+		health.Check{Name: "bucketVersioning", ComponentType: "datastore", Critical: false, Run: versioning.Check},
 	)
 
 	// One LISTEN connection wakes every live event stream of this instance.
@@ -187,7 +211,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	_ = metricsSrv.Shutdown(deadline)
 	wg.Wait()
 	stopReconciler()
-	stopListening() // the streams are gone; stop the event listener
+	stopObjectBackup() // a mirror in progress is cancelled; its run is recorded as failed
+	stopListening()    // the streams are gone; stop the event listener
 	<-listenDone
 	// 5. Close the database pool last: handlers and tasks are done with it.
 	st.Close()
@@ -209,6 +234,29 @@ func startReconciler(rn *runner.Runner, st *store.Store, every time.Duration) fu
 	return sync.OnceFunc(func() { cancel(); <-done })
 }
 
+// startObjectBackup runs the periodic object mirror when
+// BACKUP_OBJECTS_TARGET is set; the returned function stops it, waits, and
+// may be called again. A failed run is retried an hour later (or one
+// interval, when that is shorter).
+func startObjectBackup(cfg config.Config, st *store.Store, bl *blob.Store, log *slog.Logger) (func(), error) {
+	if cfg.Backup.ObjectsTarget == "" {
+		return func() {}, nil
+	}
+	target, err := blob.ParseTarget(cfg.Backup.ObjectsTarget)
+	if err != nil {
+		return nil, fmt.Errorf("BACKUP_OBJECTS_TARGET: %w", err)
+	}
+	objects := backup.NewObjects(st, blob.NewMirror(target, backupS3(cfg), log), bl, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		objects.Schedule(ctx, cfg.Backup.ObjectsInterval, min(cfg.Backup.ObjectsInterval, time.Hour))
+	}()
+	log.Info("object backup scheduled", "target", target.String(), "interval", cfg.Backup.ObjectsInterval.String())
+	return sync.OnceFunc(func() { cancel(); <-done }), nil
+}
+
 // newServer applies the timeouts every listener needs, so a slow or idle
 // client cannot hold a connection (or a goroutine) forever.
 func newServer(h http.Handler, errLog *stdlog.Logger) *http.Server {
@@ -226,11 +274,7 @@ func newServer(h http.Handler, errLog *stdlog.Logger) *http.Server {
 // openBackends connects to Postgres (migrating it) and object storage
 // concurrently, both retrying until startCtx ends.
 func openBackends(ctx context.Context, cfg config.Config, log *slog.Logger) (*store.Store, *blob.Store, error) {
-	bl, err := blob.Open(blob.Options{
-		Endpoint: cfg.S3.Endpoint, AccessKey: cfg.S3.AccessKey, SecretKey: cfg.S3.SecretKey,
-		UseTLS: cfg.S3.UseTLS, CAFile: cfg.S3.CAFile, Region: cfg.S3.Region, Bucket: cfg.S3.Bucket,
-		PublicURL: cfg.S3.PublicURL,
-	})
+	bl, err := openBlob(cfg)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -152,6 +152,8 @@ export S3_ENDPOINT="127.0.0.1:$MINIO_PORT"
 export S3_ACCESS_KEY="$MINIO_USER"
 export S3_SECRET_KEY="$MINIO_PASSWORD"
 export S3_USE_TLS=false
+# No backups run locally: keep /readyz from warning about their age.
+export BACKUP_MAX_AGE=0
 # Without Kaggle credentials (in the environment or .env), train against the
 # local Kaggle emulator so the whole loop can be tried: jobs are labelled
 # "simulated" in the UI and the app log, and produce sample models.

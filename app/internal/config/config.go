@@ -21,12 +21,14 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/go-envparse"
 
+	"github.com/finetune-studio/finetune-studio/app/internal/blob"
 	"github.com/finetune-studio/finetune-studio/app/internal/kaggle"
 	"github.com/finetune-studio/finetune-studio/app/internal/training"
 )
@@ -48,6 +50,35 @@ type Config struct {
 	Kaggle    Kaggle
 	Training  Training
 	Retention Retention
+	Backup    Backup
+}
+
+// Backup configures backup freshness reporting and the object mirror
+// (docs/backups.md).
+type Backup struct {
+	// MaxAge: /readyz warns when the newest verified backup of a kind in
+	// Kinds is older than this. 0 disables the check.
+	MaxAge time.Duration
+	// Kinds are the backups this deployment expects: postgres (made by the
+	// backup service), objects (the mirror). The freshness check and the
+	// metric cover these.
+	Kinds []string
+	// ObjectsTarget is where the object mirror goes: a directory, or
+	// s3://bucket/prefix on BackupS3. Empty: no periodic mirror in serve.
+	ObjectsTarget string
+	// ObjectsInterval is the time between two periodic mirrors.
+	ObjectsInterval time.Duration
+	// S3 is the endpoint of an s3:// ObjectsTarget.
+	S3 BackupS3
+}
+
+// BackupS3 is an S3-compatible endpoint that holds the object mirror.
+type BackupS3 struct {
+	Endpoint  string // host[:port], no scheme
+	AccessKey string // secret
+	SecretKey string // secret
+	UseTLS    bool
+	Region    string
 }
 
 // Retention bounds what the database and the bucket keep; the periodic
@@ -479,6 +510,7 @@ func (p *parser) parse() Config {
 	c.Retention.Tasks = p.duration("TASK_RETENTION", 7*day, time.Hour, 3650*day)
 	c.Retention.JobEvents = p.duration("JOB_EVENT_RETENTION", 90*day, time.Hour, 3650*day)
 	c.Retention.OrphanMinAge = p.duration("ORPHAN_MIN_AGE", day, time.Hour, 365*day)
+	p.backup(&c)
 	c.Training.MaxOutputBytes = p.integer("JOB_MAX_OUTPUT_BYTES", 2*gib, 1*mib, 100*gib)
 	// The allow-list holds only models the training package knows: each
 	// has a recorded size for the memory check, and none is gated.
@@ -506,6 +538,49 @@ func (p *parser) parse() Config {
 		p.production(c, dbSSL, dbPassword)
 	}
 	return c
+}
+
+// BackupKinds are the kinds of backup the app knows (backup_runs.kind).
+var BackupKinds = []string{"postgres", "objects"}
+
+func (p *parser) backup(c *Config) {
+	const day = 24 * time.Hour
+	c.Backup.MaxAge = p.duration("BACKUP_MAX_AGE", 26*time.Hour, 0, 365*day)
+	if c.Backup.MaxAge > 0 && c.Backup.MaxAge < time.Hour {
+		p.add("BACKUP_MAX_AGE", "out of range: %s is below 1h (0 disables the check)", c.Backup.MaxAge)
+	}
+	for _, k := range strings.Split(p.str("BACKUP_KINDS", strings.Join(BackupKinds, ",")), ",") {
+		k = strings.TrimSpace(k)
+		switch {
+		case k == "" || slices.Contains(c.Backup.Kinds, k):
+		case slices.Contains(BackupKinds, k):
+			c.Backup.Kinds = append(c.Backup.Kinds, k)
+		default:
+			p.add("BACKUP_KINDS", "malformed: %q is not one of %s", k, strings.Join(BackupKinds, ", "))
+		}
+	}
+	c.Backup.ObjectsTarget = p.str("BACKUP_OBJECTS_TARGET", "")
+	c.Backup.ObjectsInterval = p.duration("BACKUP_OBJECTS_INTERVAL", day, time.Minute, 30*day)
+	c.Backup.S3.Endpoint = p.str("BACKUP_S3_ENDPOINT", "")
+	c.Backup.S3.AccessKey = p.str("BACKUP_S3_ACCESS_KEY", "")
+	c.Backup.S3.SecretKey = p.str("BACKUP_S3_SECRET_KEY", "")
+	c.Backup.S3.UseTLS = p.boolean("BACKUP_S3_USE_TLS", true)
+	c.Backup.S3.Region = p.str("BACKUP_S3_REGION", "us-east-1")
+	if c.Backup.ObjectsTarget == "" {
+		return
+	}
+	if _, err := blob.ParseTarget(c.Backup.ObjectsTarget); err != nil {
+		p.add("BACKUP_OBJECTS_TARGET", "malformed: %v", err)
+		return
+	}
+	if strings.HasPrefix(c.Backup.ObjectsTarget, "s3://") {
+		if c.Backup.S3.Endpoint == "" || strings.Contains(c.Backup.S3.Endpoint, "/") {
+			p.add("BACKUP_S3_ENDPOINT", "missing or malformed: an s3:// BACKUP_OBJECTS_TARGET needs host:port without a scheme")
+		}
+		if c.Backup.S3.AccessKey == "" || c.Backup.S3.SecretKey == "" {
+			p.add("BACKUP_S3_ACCESS_KEY", "missing: an s3:// BACKUP_OBJECTS_TARGET needs BACKUP_S3_ACCESS_KEY and BACKUP_S3_SECRET_KEY (or their _FILE forms)")
+		}
+	}
 }
 
 func hfModelIDMatch(s string) bool { return hfModelIDRe.MatchString(s) }

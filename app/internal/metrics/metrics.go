@@ -9,6 +9,7 @@
 package metrics
 
 import (
+	"context"
 	"net/http"
 	"runtime"
 	"strconv"
@@ -192,3 +193,36 @@ func (c *funcCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *funcCollector) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
+
+var backupLastSuccess = prometheus.NewDesc("backup_last_success_timestamp_seconds",
+	"Unix time the newest verified backup of each kind finished (backup_runs); 0 when there is none. Alert on time() minus this.",
+	[]string{"kind"}, nil)
+
+// backupQueryTimeout bounds the scrape-time read of backup_runs, so a slow
+// database delays a scrape by at most this much.
+const backupQueryTimeout = 2 * time.Second
+
+// WatchBackups exports backup_last_success_timestamp_seconds{kind}, read at
+// scrape time through last (one indexed query). When the read fails the
+// series are left out of that scrape, so a scraper sees them absent rather
+// than a false value.
+func (m *Metrics) WatchBackups(last func(ctx context.Context) (map[string]time.Time, error)) {
+	m.reg.MustRegister(&funcCollector{
+		descs: []*prometheus.Desc{backupLastSuccess},
+		collect: func(ch chan<- prometheus.Metric) {
+			ctx, cancel := context.WithTimeout(context.Background(), backupQueryTimeout)
+			defer cancel()
+			times, err := last(ctx)
+			if err != nil {
+				return
+			}
+			for kind, at := range times {
+				v := 0.0
+				if !at.IsZero() {
+					v = float64(at.UnixNano()) / 1e9
+				}
+				ch <- prometheus.MustNewConstMetric(backupLastSuccess, prometheus.GaugeValue, v, kind)
+			}
+		},
+	})
+}

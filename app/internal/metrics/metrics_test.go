@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"context"
 	"io"
 	"net/http/httptest"
 	"strings"
@@ -19,6 +20,9 @@ func exercised(t *testing.T) *Metrics {
 	})
 	m.WatchWorkerPool(func() WorkerPoolStats { return WorkerPoolStats{Workers: 4, Busy: 1, Queued: 7, Running: 2} })
 	m.WatchUploads(func() int { return 3 })
+	m.WatchBackups(func(context.Context) (map[string]time.Time, error) {
+		return map[string]time.Time{"postgres": time.Unix(1700000000, 500e6), "objects": {}}, nil
+	})
 	m.RequestStarted()
 	m.RequestDone("/api/v1/jobs/{id}", "GET", 200, 12*time.Millisecond)
 	m.RequestStarted()
@@ -56,6 +60,8 @@ func TestExposition(t *testing.T) {
 		`http_request_duration_seconds_bucket{method="GET",route="/api/v1/jobs/{id}",le="0.025"} 1`,
 		`http_requests_in_flight 0`,
 		`db_pool_acquired_connections 1`,
+		`backup_last_success_timestamp_seconds{kind="postgres"} 1.7000000005e+09`,
+		`backup_last_success_timestamp_seconds{kind="objects"} 0`,
 		`db_pool_idle_connections 2`,
 		`db_pool_connections 3`,
 		`db_pool_acquire_wait_seconds_total 1.5`,
