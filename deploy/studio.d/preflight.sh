@@ -394,22 +394,34 @@ pf_check_dns() {
   pd_known6=$(printf '%s %s' "$pd_host6" "$pd_pub6" | tr -s '\n ' '  ')
   pd_known6=${pd_known6# }
   pd_known6=${pd_known6% }
-  if [ -n "$pd_known6" ]; then
-    if [ -z "$pd_aaaa" ]; then
-      pf_pass "DNS: $pd_domain has no AAAA record (IPv6 clients use IPv4)"
+  pd_bind=$(env_value EDGE_BIND_ADDRESS)
+  pd_bind=${pd_bind:-0.0.0.0}
+  if [ -z "$pd_aaaa" ]; then
+    pf_pass "DNS: $pd_domain has no AAAA record"
+    return 0
+  fi
+  # Let's Encrypt validates over IPv6 when an AAAA record exists, and the
+  # compose file publishes the edge on EDGE_BIND_ADDRESS only.
+  case $pd_bind in
+    *:*) ;;
+    *)
+      pf_fail "DNS: $pd_domain has AAAA $pd_aaaa, but the edge is published on IPv4 only (EDGE_BIND_ADDRESS=$pd_bind): Let's Encrypt and IPv6 clients would reach nothing" \
+        "delete the AAAA record of $pd_domain (docs/deploy.md)"
       return 0
-    fi
-    pd_bad=
-    for pd_ip in $pd_aaaa; do pf_in "$pd_ip" "$pd_known6" || pd_bad="$pd_bad $pd_ip"; done
-    if [ -n "$pd_bad" ]; then
-      pf_fail "DNS: $pd_domain AAAA ->$pd_bad, not this host (this host's IPv6: $pd_known6)" \
-        "point the AAAA record at this host's IPv6 address or delete it: Let's Encrypt prefers IPv6 when an AAAA record exists"
-    else
-      pf_pass "DNS: $pd_domain AAAA -> $pd_aaaa (this host)"
-    fi
-  elif [ -n "$pd_aaaa" ]; then
-    pf_warn "DNS: $pd_domain has AAAA $pd_aaaa but this host has no public IPv6 address" \
-      "delete the AAAA record (Let's Encrypt validates over IPv6 when one exists, and would fail), or rerun with --public-ip ADDR if this host's IPv6 is behind NAT"
+      ;;
+  esac
+  if [ -z "$pd_known6" ]; then
+    pf_warn "DNS: $pd_domain AAAA -> $pd_aaaa, but this host has no public IPv6 address on its interfaces" \
+      "delete the AAAA record, or confirm the address in your cloud console and rerun with --public-ip ADDR"
+    return 0
+  fi
+  pd_bad=
+  for pd_ip in $pd_aaaa; do pf_in "$pd_ip" "$pd_known6" || pd_bad="$pd_bad $pd_ip"; done
+  if [ -n "$pd_bad" ]; then
+    pf_fail "DNS: $pd_domain AAAA ->$pd_bad, not this host (this host's IPv6: $pd_known6)" \
+      "point the AAAA record at this host's IPv6 address or delete it"
+  else
+    pf_pass "DNS: $pd_domain AAAA -> $pd_aaaa (this host)"
   fi
 }
 
@@ -479,6 +491,7 @@ pf_compose_secrets() {
 }
 
 PF_SECRETS_OK=0
+PF_SECRETS_UNREADABLE=0
 PF_KAGGLE_SECRETS=
 pf_check_secrets() {
   step "secrets"
@@ -491,6 +504,7 @@ pf_check_secrets() {
   fi
   if [ ! -x "$ps_dir" ]; then
     pf_warn "cannot look into $ps_dir as uid $(id -u)" "rerun with sudo to check the secrets"
+    PF_SECRETS_UNREADABLE=1
     return 0
   fi
   ps_bad=0
@@ -720,7 +734,7 @@ pf_check_app() {
 # pf_kaggle_unverified: the Kaggle item when the app image cannot run.
 pf_kaggle_unverified() {
   step "Kaggle credentials"
-  if [ -z "$PF_KAGGLE_SECRETS" ]; then
+  if [ -z "$PF_KAGGLE_SECRETS" ] && [ "$PF_SECRETS_UNREADABLE" = 0 ]; then
     pf_warn "no Kaggle credentials: training disabled (training requests answer 503)" \
       "put your Kaggle username and API token where docs/kaggle.md says, then rerun preflight"
   else

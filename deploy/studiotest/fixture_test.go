@@ -115,7 +115,7 @@ func newFixture(t *testing.T, certDays int) *fixture {
 			f.set(name, value)
 		}
 	}
-	f.set("DOMAIN", "localhost")
+	f.set("DOMAIN", "127.0.0.1")
 	f.set("ACME_EMAIL", "ops@studio.test")
 	f.set("CERTS_DIR", f.certs)
 	f.set("SECRETS_DIR", f.secrets)

@@ -9,9 +9,11 @@ import (
 	"testing"
 )
 
-// publicIPs tells preflight that localhost's addresses are this host's
-// public ones, so the DNS item can pass for DOMAIN=localhost.
-var publicIPs = []string{"preflight", "--public-ip", "127.0.0.1", "--public-ip", "::1"}
+// publicIPs tells preflight that 127.0.0.1 is this host's public address,
+// so the DNS item can pass for the fixture's DOMAIN=127.0.0.1 (a name
+// would do, but localhost has an AAAA record on many hosts, which the
+// IPv4-only edge refuses).
+var publicIPs = []string{"preflight", "--public-ip", "127.0.0.1"}
 
 func TestPreflightAllGood(t *testing.T) {
 	t.Parallel()
@@ -25,7 +27,8 @@ func TestPreflightAllGood(t *testing.T) {
 	r.wantLine(t, "[pass]", "every required variable")
 	r.wantLine(t, "[pass]", "port "+f.vars["HTTP_PORT"]+"/tcp is free")
 	r.wantLine(t, "[pass]", "port "+f.vars["HTTPS_PORT"]+"/udp is free")
-	r.wantLine(t, "[pass]", "DNS: localhost A -> 127.0.0.1 (this host)")
+	r.wantLine(t, "[pass]", "DNS: 127.0.0.1 A -> 127.0.0.1 (this host)")
+	r.wantLine(t, "[pass]", "DNS: 127.0.0.1 has no AAAA record")
 	r.wantLine(t, "[pass]", "secrets present", "database_url")
 	r.wantLine(t, "[pass]", "internal certificates present")
 	// The fake engine has no images: config check waits for deploy, and
@@ -166,16 +169,23 @@ func TestPreflightEngineVersions(t *testing.T) {
 func TestPreflightDNS(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, 825)
-	// Without --public-ip, localhost is a loopback address: Let's Encrypt
+	// Without --public-ip, 127.0.0.1 is a loopback address: Let's Encrypt
 	// could never reach it.
 	r := f.run("preflight")
 	r.wantCode(t, 1)
-	r.wantLine(t, "[FAIL]", "DNS: localhost A -> 127.0.0.1", "private or loopback")
+	r.wantLine(t, "[FAIL]", "DNS: 127.0.0.1 A -> 127.0.0.1", "private or loopback")
 	// A stated public address that DNS does not point at.
 	r = f.run("preflight", "--public-ip", "192.0.2.10")
 	r.wantCode(t, 1)
 	r.wantLine(t, "[FAIL]", "this host's public IPv4 is 192.0.2.10")
-	r.wantLine(t, "fix: point the A record of localhost at 192.0.2.10")
+	r.wantLine(t, "fix: point the A record of 127.0.0.1 at 192.0.2.10")
+	// An AAAA record while the edge is published on IPv4 only (an IPv6
+	// literal resolves to itself, like a name with only an AAAA record).
+	f.set("DOMAIN", "::1")
+	r = f.run(publicIPs...)
+	r.wantCode(t, 1)
+	r.wantLine(t, "[FAIL]", "DNS: ::1 has AAAA ::1, but the edge is published on IPv4 only (EDGE_BIND_ADDRESS=127.0.0.1)")
+	r.wantLine(t, "fix: delete the AAAA record of ::1")
 	f.set("DOMAIN", "no-such-host.invalid")
 	r = f.run(publicIPs...)
 	r.wantCode(t, 1)
