@@ -519,21 +519,22 @@ pf_check_secrets() {
   ps_list=$(pf_compose_secrets)
   [ -n "$ps_list" ] || pf_warn "no secrets found in $STUDIO_COMPOSE_FILE" "check the compose file's top-level secrets: section"
   ps_names=
+  # Optional secrets are the ones gen-secrets.sh creates empty (the Kaggle
+  # credentials: without them training is disabled). The rest must hold a
+  # value.
+  ps_optional=$(sed -n 's/^[[:space:]]*put \([A-Za-z0-9_]*\) ""[[:space:]]*$/\1/p' "$STUDIO_DIR/scripts/gen-secrets.sh" | tr '\n' ' ')
   # The here-document keeps the loop in this shell (counters survive).
   while read -r ps_name ps_file; do
     [ -n "$ps_name" ] || continue
     ps_path=$ps_dir/$ps_file
-    case $ps_name in
-      kaggle*)
-        # Optional: without Kaggle credentials training is disabled.
-        [ -s "$ps_path" ] && PF_KAGGLE_SECRETS="$PF_KAGGLE_SECRETS $ps_name"
-        if [ ! -e "$ps_path" ]; then
-          pf_fail "secret $ps_file is missing (compose refuses to start without the file)" "$ps_fix (creates it empty)"
-          ps_bad=1
-        fi
-        continue
-        ;;
-    esac
+    case $ps_name in kaggle*) [ ! -s "$ps_path" ] || PF_KAGGLE_SECRETS="$PF_KAGGLE_SECRETS $ps_name" ;; esac
+    if pf_in "$ps_file" "$ps_optional"; then
+      if [ ! -e "$ps_path" ]; then
+        pf_fail "secret $ps_file is missing (compose refuses to start without the file)" "$ps_fix (creates it empty)"
+        ps_bad=1
+      fi
+      continue
+    fi
     if [ ! -e "$ps_path" ]; then
       pf_fail "secret $ps_file is missing in $ps_dir" "$ps_fix"
       ps_bad=1
