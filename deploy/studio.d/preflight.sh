@@ -688,11 +688,13 @@ pf_check_app() {
   if [ "$pa_rc" = 0 ]; then
     pf_pass "app config check: $(tail -n 1 "$pa_tmp")"
   elif [ "$pa_rc" = 2 ] && grep -q '^  [A-Z]' "$pa_tmp"; then
-    if ! grep '^  [A-Z]' "$pa_tmp" | grep -qv '^  KAGGLE_'; then
+    # Missing Kaggle credentials are an advisory ("KAGGLE_...: missing:"),
+    # reported as the Kaggle item; anything else is a problem.
+    if ! grep '^  [A-Z]' "$pa_tmp" | grep -qv '^  KAGGLE_[A-Z_]*: missing:'; then
       pa_kaggle_only=1
       pf_pass "app config check: clean apart from Kaggle (below)"
     else
-      grep '^  [A-Z]' "$pa_tmp" | grep -v '^  KAGGLE_' | while read -r pa_line; do
+      grep '^  [A-Z]' "$pa_tmp" | grep -v '^  KAGGLE_[A-Z_]*: missing:' | while read -r pa_line; do
         fail_item "app config check: $pa_line"
       done
       PF_FAILS=$((PF_FAILS + 1))
@@ -706,7 +708,7 @@ pf_check_app() {
   step "Kaggle credentials (app kaggle check: one authenticated call to Kaggle)"
   if [ "$pa_kaggle_only" = 1 ]; then
     pf_warn "no Kaggle credentials: training disabled (training requests answer 503)" \
-      "put your Kaggle username and API token where docs/kaggle.md says, then rerun preflight"
+      "set KAGGLE_USERNAME in $STUDIO_ENV_FILE and paste your Kaggle API token into the kaggle_api_token secret (docs/kaggle.md), then rerun preflight"
     rm -f "$pa_tmp"
     return 0
   fi
@@ -722,7 +724,7 @@ pf_check_app() {
     0) pf_pass "Kaggle accepted the credentials: $(grep -m 1 'Kaggle credentials OK' "$pa_tmp" | sed 's/^Kaggle credentials OK: //')" ;;
     2)
       pf_warn "no Kaggle credentials: training disabled (training requests answer 503)" \
-        "put your Kaggle username and API token where docs/kaggle.md says, then rerun preflight"
+        "set KAGGLE_USERNAME in $STUDIO_ENV_FILE and paste your Kaggle API token into the kaggle_api_token secret (docs/kaggle.md), then rerun preflight"
       ;;
     *)
       pf_fail "Kaggle refused the credentials or could not be reached: $(grep -v '^[[:space:]]*$' "$pa_tmp" | tail -n 1)" \
@@ -737,7 +739,7 @@ pf_kaggle_unverified() {
   step "Kaggle credentials"
   if [ -z "$PF_KAGGLE_SECRETS" ] && [ "$PF_SECRETS_UNREADABLE" = 0 ]; then
     pf_warn "no Kaggle credentials: training disabled (training requests answer 503)" \
-      "put your Kaggle username and API token where docs/kaggle.md says, then rerun preflight"
+      "set KAGGLE_USERNAME in $STUDIO_ENV_FILE and paste your Kaggle API token into the kaggle_api_token secret (docs/kaggle.md), then rerun preflight"
   else
     pf_warn "Kaggle credentials not verified: the app image cannot run yet" \
       "rerun preflight once the items above pass (it then asks Kaggle)"

@@ -23,8 +23,10 @@ func repo(t *testing.T) string {
 
 // fakeDocker stands in for the docker CLI and its compose plugin: it
 // answers versions from FAKE_DOCKER_VERSION and FAKE_COMPOSE_VERSION, has
-// no images (so nothing is run), lists the containers in FAKE_PS_FILE and
-// records every compose command line in FAKE_LOG.
+// no images unless FAKE_IMAGE=1 (then `compose run app config check` and
+// `... kaggle check` print FAKE_CONFIG_OUT / FAKE_KAGGLE_OUT and exit with
+// FAKE_CONFIG_RC / FAKE_KAGGLE_RC, as the app does), lists the containers
+// in FAKE_PS_FILE and records every command line in FAKE_LOG.
 const fakeDocker = `#!/bin/sh
 [ -z "${FAKE_LOG:-}" ] || printf '%s\n' "$*" >>"$FAKE_LOG"
 case $1 in
@@ -37,7 +39,7 @@ case $1 in
       *) printf 'Server: Docker Engine - Community\n Engine:\n  Version: %s\n' "$FAKE_DOCKER_VERSION" ;;
     esac
     exit 0 ;;
-  image) exit 1 ;;
+  image) [ "${FAKE_IMAGE:-}" = 1 ] ;  exit ;;
   compose) shift ;;
   *) echo "fake docker: unsupported: $*" >&2; exit 1 ;;
 esac
@@ -62,6 +64,13 @@ case $1 in
       *) printf 'NAME  SERVICE  STATUS\n' ;;
     esac ;;
   exec) exit "${FAKE_EXEC_RC:-1}" ;;
+  run)
+    [ "${FAKE_IMAGE:-}" = 1 ] || { echo "fake docker compose: no such image" >&2; exit 125; }
+    case "$*" in
+      *"config check"*) printf '%b' "$FAKE_CONFIG_OUT"; exit "$FAKE_CONFIG_RC" ;;
+      *"kaggle check"*) printf '%b' "$FAKE_KAGGLE_OUT"; exit "$FAKE_KAGGLE_RC" ;;
+    esac
+    exit 1 ;;
   logs) printf 'fake logs\n' ;;
   port) exit 1 ;;
   *) echo "fake docker compose: unsupported: $*" >&2; exit 1 ;;

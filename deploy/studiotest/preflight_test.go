@@ -261,3 +261,44 @@ func TestPreflightUsage(t *testing.T) {
 		}
 	}
 }
+
+// With the app image on the host, preflight runs `app config check` and
+// `app kaggle check` in it and reads their answers (the fake engine
+// answers as the app does: exit 2 with "  VAR: reason" lines, and so on).
+func TestPreflightAppChecks(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, 825)
+	f.environ["FAKE_IMAGE"] = "1"
+	kaggleMissing := "configuration has 1 problem(s):\\n  KAGGLE_API_TOKEN: missing: set KAGGLE_USERNAME with KAGGLE_API_TOKEN or KAGGLE_KEY, or training requests answer 503\\n"
+	for _, tc := range []struct {
+		name                string
+		configOut, configRC string
+		kaggleOut, kaggleRC string
+		code                int
+		want                [][]string
+	}{
+		{"all accepted", "configuration OK (production)\\n", "0",
+			"Kaggle credentials OK: account alice (KAGGLE_API_TOKEN, https://www.kaggle.com/api/v1)\\ntraining kernels will ask for T4\\n", "0", 0,
+			[][]string{{"[pass]", "app config check: configuration OK (production)"},
+				{"[pass]", "Kaggle accepted the credentials: account alice (KAGGLE_API_TOKEN"}}},
+		{"no Kaggle credentials", kaggleMissing, "2", "", "0", 0,
+			[][]string{{"[pass]", "app config check: clean apart from Kaggle"},
+				{"[warn]", "no Kaggle credentials: training disabled"}}},
+		{"a configuration problem", "configuration has 2 problem(s):\\n  S3_PUBLIC_URL: invalid: not a URL\\n  KAGGLE_SIMULATOR: refused in production: jobs would produce sample models\\n", "2", "", "0", 1,
+			[][]string{{"[FAIL]", "app config check: S3_PUBLIC_URL: invalid: not a URL"},
+				{"[FAIL]", "app config check: KAGGLE_SIMULATOR: refused in production"},
+				{"[warn]", "Kaggle check skipped"}}},
+		{"Kaggle refuses", "configuration OK (production)\\n", "0", "Kaggle check failed: 401 Unauthorized: invalid token\\n", "1", 1,
+			[][]string{{"[FAIL]", "Kaggle refused the credentials", "401 Unauthorized: invalid token"}}},
+	} {
+		f.environ["FAKE_CONFIG_OUT"], f.environ["FAKE_CONFIG_RC"] = tc.configOut, tc.configRC
+		f.environ["FAKE_KAGGLE_OUT"], f.environ["FAKE_KAGGLE_RC"] = tc.kaggleOut, tc.kaggleRC
+		r := f.run(publicIPs...)
+		t.Run(tc.name, func(t *testing.T) {
+			r.wantCode(t, tc.code)
+			for _, w := range tc.want {
+				r.wantLine(t, w...)
+			}
+		})
+	}
+}
