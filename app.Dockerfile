@@ -47,12 +47,6 @@ RUN mkdir -p /rootfs/etc/ssl/certs /rootfs/usr/share /rootfs/tmp /rootfs/backups
  && cp "$(go env GOROOT)/lib/time/zoneinfo.zip" /rootfs/usr/share/zoneinfo.zip
 
 FROM ${RUNTIME_IMAGE}
-ARG VERSION=dev REVISION=unknown
-LABEL org.opencontainers.image.title="finetune-studio-app" \
-      org.opencontainers.image.description="Finetune Studio API server and workers" \
-      org.opencontainers.image.source="https://github.com/finetune-studio/finetune-studio" \
-      org.opencontainers.image.version="$VERSION" \
-      org.opencontainers.image.revision="$REVISION"
 COPY --from=rootfs /rootfs/ /
 COPY --from=build /out/app /usr/bin/app
 ENV ZONEINFO=/usr/share/zoneinfo.zip \
@@ -65,3 +59,11 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["/usr/bin/app", "healthcheck"]
 ENTRYPOINT ["/usr/bin/app"]
 CMD ["serve"]
+# Labels last: they change with every revision, and the layers after them
+# would be rebuilt (the binary layer changes anyway: it carries the revision).
+ARG VERSION=dev REVISION=unknown
+LABEL org.opencontainers.image.title="finetune-studio-app" \
+      org.opencontainers.image.description="Finetune Studio API server and workers" \
+      org.opencontainers.image.source="https://github.com/finetune-studio/finetune-studio" \
+      org.opencontainers.image.version="$VERSION" \
+      org.opencontainers.image.revision="$REVISION"

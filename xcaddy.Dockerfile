@@ -53,12 +53,6 @@ RUN mkdir -p /rootfs/etc/ssl/certs /rootfs/etc/caddy /rootfs/usr/share /rootfs/t
  && cp "$(go env GOROOT)/lib/time/zoneinfo.zip" /rootfs/usr/share/zoneinfo.zip
 
 FROM ${RUNTIME_IMAGE}
-ARG VERSION=dev REVISION=unknown
-LABEL org.opencontainers.image.title="finetune-studio-edge" \
-      org.opencontainers.image.description="Finetune Studio edge: Caddy with rate limiting and the web UI" \
-      org.opencontainers.image.source="https://github.com/finetune-studio/finetune-studio" \
-      org.opencontainers.image.version="$VERSION" \
-      org.opencontainers.image.revision="$REVISION"
 COPY --from=rootfs /rootfs/ /
 COPY --from=build /out/caddy /usr/bin/caddy
 COPY --from=ui /ui /srv/ui
@@ -80,3 +74,13 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["/usr/bin/caddy", "healthcheck"]
 ENTRYPOINT ["/usr/bin/caddy"]
 CMD ["run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile"]
+# Labels last: they change with every revision, and anything after them
+# would be rebuilt. So a release whose edge sources did not change has
+# exactly the layers of the one before, and `deploy/studio deploy` keeps the
+# running edge instead of replacing it.
+ARG VERSION=dev REVISION=unknown
+LABEL org.opencontainers.image.title="finetune-studio-edge" \
+      org.opencontainers.image.description="Finetune Studio edge: Caddy with rate limiting and the web UI" \
+      org.opencontainers.image.source="https://github.com/finetune-studio/finetune-studio" \
+      org.opencontainers.image.version="$VERSION" \
+      org.opencontainers.image.revision="$REVISION"

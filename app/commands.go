@@ -241,8 +241,10 @@ func listTokens(ctx context.Context, st *store.Store, stdout io.Writer) error {
 }
 
 // healthcheck asks the local server's /readyz; for container HEALTHCHECKs
-// in images without curl. It needs only APP_ADDR.
-func healthcheck(ctx context.Context, environ []string) error {
+// in images without curl. It needs only APP_ADDR. On a 200 it prints the
+// report (status, version, releaseId) to stdout, so a deploy can tell
+// which revision an instance serves without a shell or curl in the image.
+func healthcheck(ctx context.Context, environ []string, stdout io.Writer) error {
 	cfg, _ := config.Load(environ, dotenvPath) // other variables' problems don't matter here
 	host, port, err := net.SplitHostPort(cfg.HTTP.Addr)
 	if err != nil {
@@ -263,10 +265,11 @@ func healthcheck(ctx context.Context, environ []string) error {
 		return &exitError{code: 1, msg: "healthcheck: " + err.Error()}
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode != http.StatusOK {
 		return &exitError{code: 1, msg: "healthcheck: /readyz answered " + resp.Status}
 	}
+	_, _ = stdout.Write(body)
 	return nil
 }
 

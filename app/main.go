@@ -124,7 +124,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer, 
 		}
 		return withConfig(func(cfg config.Config) error { return tokenCommand(ctx, cfg, c, stdout, log) })
 	case "healthcheck":
-		return healthcheck(ctx, environ)
+		return healthcheck(ctx, environ, stdout)
 	case "kaggle":
 		if len(args) != 1 || args[0] != "check" {
 			return usageError("kaggle needs: check")

@@ -295,8 +295,13 @@ func TestServeEndToEnd(t *testing.T) {
 	a := startApp(t, env)
 	a.waitReady(t, "pass", 200)
 	waitEventListeners(t, env, 1) // serve wires the live-event listener
-	if _, stderr, code := runCmd(t, env, "healthcheck"); code != 0 {
+	hcOut, stderr, code := runCmd(t, env, "healthcheck")
+	if code != 0 {
 		t.Fatalf("healthcheck: exit %d\n%s", code, stderr)
+	}
+	// The report names the revision the instance serves (deploy reads it).
+	if !strings.Contains(hcOut, `"status":"pass"`) || !strings.Contains(hcOut, `"releaseId":"`+revision+`"`) {
+		t.Fatalf("healthcheck printed %q, want the readiness report with the release id", hcOut)
 	}
 
 	cookie := "sessionid=cookie-value-must-not-leak"

@@ -19,6 +19,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"net"
@@ -53,6 +54,9 @@ type Options struct {
 	// quiet before it is pinged, and how long the ping may take. Default
 	// 30 s.
 	ListenerPing time.Duration
+	// Migrations replaces the embedded migrations (tests run an earlier
+	// release's set this way). Default: migrations.FS.
+	Migrations fs.FS
 }
 
 // Store is the database handle shared by every request and worker.
@@ -117,7 +121,11 @@ func Open(ctx context.Context, opts Options, log *slog.Logger) (*Store, error) {
 		s.Close()
 		return nil, fmt.Errorf("creating migration lock: %w", err)
 	}
-	s.provider, err = goose.NewProvider(goose.DialectPostgres, s.sqlDB, migrations.FS,
+	migrationsFS := opts.Migrations
+	if migrationsFS == nil {
+		migrationsFS = migrations.FS
+	}
+	s.provider, err = goose.NewProvider(goose.DialectPostgres, s.sqlDB, migrationsFS,
 		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
 	if err != nil {
 		s.Close()
@@ -139,6 +147,12 @@ func (s *Store) waitReady(ctx context.Context) error {
 
 // Migrate applies pending migrations. Concurrent callers (several instances
 // starting at once) serialise on a Postgres advisory lock.
+//
+// A database migrated further than this binary knows is accepted: during a
+// rolling deploy the previous release runs beside the new one, and after a
+// rollback it runs alone, on the newer schema. Migrations are written
+// expand/contract so that works (docs/migrations.md); it is logged, and
+// readiness reports it as a warning.
 func (s *Store) Migrate(ctx context.Context) error {
 	results, err := s.provider.Up(ctx)
 	for _, r := range results {
@@ -146,6 +160,10 @@ func (s *Store) Migrate(ctx context.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("applying migrations: %w", err)
+	}
+	if cur, target, err := s.provider.GetVersions(ctx); err == nil && cur > target {
+		s.log.Warn("database schema is newer than this release: running on it (expand/contract migrations)",
+			"schema_version", cur, "release_version", target)
 	}
 	return nil
 }
