@@ -56,7 +56,9 @@ FROM ${RUNTIME_IMAGE}
 COPY --from=rootfs /rootfs/ /
 COPY --from=build /out/caddy /usr/bin/caddy
 COPY --from=ui /ui /srv/ui
-COPY Caddyfile /etc/caddy/Caddyfile
+# Caddyfile (own certificates) and Caddyfile.railway (behind a platform's
+# TLS proxy) both import Caddyfile.snippets from their own directory.
+COPY Caddyfile Caddyfile.snippets Caddyfile.railway /etc/caddy/
 # GOGC=400: a few MB more heap for far fewer GC cycles under load
 # (docs/benchmarks.md); Caddy still sets GOMEMLIMIT from the cgroup limit.
 ENV GOGC=400 \

@@ -77,8 +77,11 @@ wait_http "http://127.0.0.1:$stub_port/readyz"
 
 # --- our edge: the production Caddyfile, one site block answering on HTTPS
 # and, for the plain-HTTP rows, on an extra http:// address (the only change).
+# The shared snippets are inlined, so the result runs from $work (imports
+# resolve beside the importing file) and the filters below see them.
 edge_caddyfile() { # http_port
-	sed "s|^{\$DOMAIN} {|{\$DOMAIN}, http://{\$DOMAIN}:$1 {|" Caddyfile
+	awk '/^import Caddyfile\.snippets$/ { while ((getline l < "Caddyfile.snippets") > 0) print l; next } { print }' Caddyfile |
+		sed "s|^{\$DOMAIN} {|{\$DOMAIN}, http://{\$DOMAIN}:$1 {|"
 }
 printf 'local_certs\nskip_install_trust\n' >"$work/globals.caddy"
 # The production Caddyfile without our modules, for stock Caddy.

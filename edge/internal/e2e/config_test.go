@@ -88,7 +88,7 @@ func customIssuer(t *testing.T) string {
 // TestCaddyfileStructure checks what the adapted Caddyfiles promise
 // without running them.
 func TestCaddyfileStructure(t *testing.T) {
-	for _, file := range []string{"Caddyfile", "Caddyfile.dev"} {
+	for _, file := range []string{"Caddyfile", "Caddyfile.dev", "Caddyfile.railway"} {
 		cfg := adapted(t, file, adaptEnv(t))
 
 		t.Run(file+": only an existing hashed asset is immutable", func(t *testing.T) {
@@ -158,24 +158,64 @@ func TestCaddyfileStructure(t *testing.T) {
 		}
 	})
 
-	t.Run("public server cuts stalled and trickling bodies", func(t *testing.T) {
-		cfg := adapted(t, "Caddyfile", adaptEnv(t))
-		servers, _ := dig(cfg, "apps", "http", "servers").(map[string]any)
-		checked := 0
-		for name, s := range servers {
-			listen, _ := json.Marshal(dig(s, "listen"))
-			if !strings.Contains(string(listen), ":443") {
-				continue
-			}
-			checked++
-			for _, field := range []string{"read_header_timeout", "read_timeout", "read_idle_timeout", "read_min_rate"} {
-				if v, _ := dig(s, field).(float64); v <= 0 {
-					t.Errorf("server %s: %s = %v, want a positive value", name, field, dig(s, field))
+	// The public server: :443 in production, $PORT (8080 by default) behind
+	// Railway's proxy.
+	publicPorts := map[string]string{"Caddyfile": ":443", "Caddyfile.railway": ":8080"}
+	for _, file := range []string{"Caddyfile", "Caddyfile.railway"} {
+		t.Run(file+": public server cuts stalled and trickling bodies", func(t *testing.T) {
+			cfg := adapted(t, file, adaptEnv(t))
+			servers, _ := dig(cfg, "apps", "http", "servers").(map[string]any)
+			checked := 0
+			for name, s := range servers {
+				listen, _ := json.Marshal(dig(s, "listen"))
+				if !strings.Contains(string(listen), publicPorts[file]+`"`) {
+					continue
+				}
+				checked++
+				for _, field := range []string{"read_header_timeout", "read_timeout", "read_idle_timeout", "read_min_rate"} {
+					if v, _ := dig(s, field).(float64); v <= 0 {
+						t.Errorf("server %s: %s = %v, want a positive value", name, field, dig(s, field))
+					}
 				}
 			}
+			if checked == 0 {
+				t.Fatalf("no %s server in %v", publicPorts[file], servers)
+			}
+		})
+	}
+
+	t.Run("Caddyfile.railway: plain HTTP on $PORT, no certificates, the proxy's client-IP headers", func(t *testing.T) {
+		cfg := adapted(t, "Caddyfile.railway", adaptEnv(t, "PORT=31337"))
+		servers, _ := dig(cfg, "apps", "http", "servers").(map[string]any)
+		var public map[string]any
+		for _, s := range servers {
+			listen, _ := json.Marshal(dig(s, "listen"))
+			if strings.Contains(string(listen), `:31337"`) {
+				public, _ = s.(map[string]any)
+			}
+			if strings.Contains(string(listen), ":443") {
+				t.Errorf("a server listens on %s; the platform's proxy terminates TLS", listen)
+			}
 		}
-		if checked == 0 {
-			t.Fatalf("no :443 server in %v", servers)
+		if public == nil {
+			t.Fatalf("no server on $PORT (31337) in %v", servers)
+		}
+		if dig(public, "automatic_https", "disable") != true {
+			t.Errorf("automatic HTTPS not disabled: %v", dig(public, "automatic_https"))
+		}
+		if pols := dig(cfg, "apps", "tls", "automation", "policies"); pols != nil {
+			t.Errorf("certificate automation configured behind a TLS proxy: %v", pols)
+		}
+		hdrs, _ := json.Marshal(dig(public, "client_ip_headers"))
+		if string(hdrs) != `["X-Real-IP","X-Forwarded-For"]` {
+			t.Errorf("client_ip_headers = %s, want X-Real-IP then X-Forwarded-For", hdrs)
+		}
+		if dig(public, "trusted_proxies_strict") != float64(1) && dig(public, "trusted_proxies_strict") != true {
+			t.Errorf("trusted_proxies_strict = %v, want on", dig(public, "trusted_proxies_strict"))
+		}
+		ranges, _ := json.Marshal(dig(public, "trusted_proxies", "ranges"))
+		if string(ranges) != `["0.0.0.0/0","::/0"]` {
+			t.Errorf("default trusted proxies = %s, want every peer (only the platform's proxy reaches $PORT)", ranges)
 		}
 	})
 

@@ -28,14 +28,18 @@ func TestCaddyfilesAdaptAndValidate(t *testing.T) {
 	for k, v := range env {
 		envList = append(envList, k+"="+v)
 	}
-	envList = append(envList, "EDGE_DEV_ADDR=localhost:18443", "EDGE_DEV_METRICS_ADDR=localhost:19180")
-	for _, file := range []string{"Caddyfile", "Caddyfile.dev"} {
+	envList = append(envList, "EDGE_DEV_ADDR=localhost:18443", "EDGE_DEV_METRICS_ADDR=localhost:19180", "PORT=18080")
+	// Caddyfile.snippets holds only snippets: it is formatted, and validated
+	// through the two files that import it.
+	for _, file := range []string{"Caddyfile", "Caddyfile.dev", "Caddyfile.railway", "Caddyfile.snippets"} {
 		t.Run(file, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			out, err := runEdge(ctx, envList, "validate", "--config", repoPath(t, file), "--adapter", "caddyfile")
-			if err != nil || !strings.Contains(out, "Valid configuration") {
-				t.Fatalf("validate %s: %v\n%s", file, err, out)
+			if file != "Caddyfile.snippets" {
+				out, err := runEdge(ctx, envList, "validate", "--config", repoPath(t, file), "--adapter", "caddyfile")
+				if err != nil || !strings.Contains(out, "Valid configuration") {
+					t.Fatalf("validate %s: %v\n%s", file, err, out)
+				}
 			}
 			formatted, err := runEdge(ctx, envList, "fmt", repoPath(t, file))
 			if err != nil {

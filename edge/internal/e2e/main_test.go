@@ -63,6 +63,7 @@ type stubApp struct {
 	mu        sync.Mutex
 	lastReqID string
 	lastXFF   string
+	lastProto string        // X-Forwarded-Proto
 	release   chan struct{} // closes to finish the SSE stream
 	readyHits atomic.Int64  // GET /readyz requests answered
 }
@@ -121,6 +122,7 @@ func startStubAppAt(t testing.TB, addr string) *stubApp {
 		s.mu.Lock()
 		s.lastReqID = r.Header.Get("X-Request-ID")
 		s.lastXFF = r.Header.Get("X-Forwarded-For")
+		s.lastProto = r.Header.Get("X-Forwarded-Proto")
 		s.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Server", "stub-app/1.0")
