@@ -17,7 +17,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 
-.PHONY: all build ui run test test-go lint bench test-containers tools tools-bench tools-containers fmt clean
+.PHONY: all build ui run test test-go lint bench test-containers test-backup tools tools-bench tools-containers fmt clean
 
 all: build
 
@@ -63,6 +63,9 @@ bench: tools-bench ## Benchmarks; results go to docs/benchmarks.md by hand.
 
 test-containers: tools-containers ## Build the images and prove the compose stack in real containers.
 	deploy/scripts/test-containers.sh
+
+test-backup: tools-containers ## Prove backup, restore and the restore drill in real containers.
+	deploy/scripts/test-backup.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

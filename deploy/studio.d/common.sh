@@ -67,8 +67,13 @@ detect_engine() {
 # compose ARGS...: the production stack's compose, from any directory.
 compose() {
   detect_engine
+  # Files are prepended one by one, so walk the overrides last to first:
+  # compose then sees the production file first and each override after
+  # it, in the order given (later files override earlier ones).
+  cf_rev=
+  for f in ${STUDIO_COMPOSE_FILES:-}; do cf_rev="$f $cf_rev"; done
+  for f in $cf_rev; do set -- -f "$f" "$@"; done
   set -- -f "$STUDIO_COMPOSE_FILE" "$@"
-  for f in ${STUDIO_COMPOSE_FILES:-}; do set -- -f "$f" "$@"; done
   # shellcheck disable=SC2086 # COMPOSE is a command and its subcommand
   $COMPOSE --env-file "$STUDIO_ENV_FILE" "$@"
 }

@@ -15,6 +15,6 @@ studio_token() {
   [ "${1:-}" = create ] || usage_error "token: the only action is 'create'"
   [ -n "${2:-}" ] || usage_error "token create: a NAME is required"
   step "creating API token '$2'"
-  compose exec -T app /usr/bin/app token create "$2" ||
+  compose exec -T app /usr/bin/app token create --name "$2" ||
     die "token create failed: is the stack running? (deploy/studio status)"
 }
