@@ -175,6 +175,16 @@ func (m *Mirror) Run(ctx context.Context, src *Store) (MirrorStats, error) {
 	if err := ctx.Err(); err != nil {
 		return stats, err
 	}
+	// An empty bucket over a mirror that holds objects is what a lost
+	// object volume looks like right after the stack comes back up (the
+	// periodic run starts at once when the restored-from-nothing database
+	// has no backup_runs): replacing the mirror would delete the backup
+	// that is about to be restored. Refuse; the operator restores first.
+	if stats.Objects == 0 && len(prev.Objects) > 0 {
+		return stats, fmt.Errorf("bucket %s is empty but the mirror at %s holds %d objects: not replacing the mirror "+
+			"(restore it with app backup restore-objects; to really start the mirror over, delete its manifest.json)",
+			src.bucket, ms.location(), len(prev.Objects))
+	}
 	if err := saveManifest(ctx, ms, src.bucket, entries, true); err != nil {
 		return stats, fmt.Errorf("writing mirror manifest: %w", err)
 	}

@@ -229,6 +229,36 @@ func TestMirrorRestoreAndVerify(t *testing.T) {
 	}
 }
 
+// TestMirrorKeepsBackupOfEmptiedBucket: a bucket that comes back empty (a
+// lost object volume) must not wipe the mirror that would restore it.
+func TestMirrorKeepsBackupOfEmptiedBucket(t *testing.T) {
+	s, _ := newStore(t, nil)
+	putString(t, s, "datasets/one", "first object")
+	putString(t, s, "datasets/two", "second object")
+	m := NewMirror(Target{Dir: t.TempDir()}, TargetS3{}, slog.New(slog.DiscardHandler))
+	checkCounts(t, mirrorRun(t, m, s), 2, 2, 0, 0)
+	want := bucketContents(t, s)
+
+	// The same bucket name on a fresh server: here, the objects deleted.
+	ctx := context.Background()
+	for k := range want {
+		if err := s.Remove(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := m.Run(ctx, s)
+	if err == nil || !strings.Contains(err.Error(), "is empty but the mirror") {
+		t.Fatalf("mirror of an emptied bucket: got %v, want a refusal", err)
+	}
+	if _, err := m.Restore(ctx, s.Bucket(), s); err != nil {
+		t.Fatalf("restore after the refused run: %v", err)
+	}
+	got := bucketContents(t, s)
+	if len(got) != len(want) || got["datasets/one"] != want["datasets/one"] || got["datasets/two"] != want["datasets/two"] {
+		t.Fatalf("restored %v, want %v", got, want)
+	}
+}
+
 func TestRestoreWithoutMirrorFails(t *testing.T) {
 	s, _ := newStore(t, nil)
 	m := NewMirror(Target{Dir: t.TempDir()}, TargetS3{}, slog.New(slog.DiscardHandler))
