@@ -344,7 +344,7 @@ if readyz | grep -q '"backups'; then
   stale() {
     readyz | python3 -c 'import json,sys
 b=json.load(sys.stdin); c=[v for k, v in b.get("checks", {}).items() if k.startswith("backups")]
-sys.exit(0 if b.get("status") == "warn" and any(x.get("status") == "warn" for e in c for x in e) else 1)'
+sys.exit(0 if b.get("status") == "warn" and any(x.get("status") == "warn" and "postgres" in x.get("output", "") for e in c for x in e) else 1)'
   }
   wait_for "/readyz to warn about the stale backup" stale
   pass "a backup older than BACKUP_MAX_AGE turns /readyz to warn"
