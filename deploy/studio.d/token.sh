@@ -3,10 +3,11 @@
 
 studio_token_help() {
   cat <<'USAGE'
-Usage: deploy/studio token create NAME
+Usage: deploy/studio token create NAME [--expires-in DURATION]
 
 Creates an API token named NAME in the running app and prints it once on
-stdout (store it: only its hash is kept). Progress goes to stderr.
+stdout (store it: only its hash is kept). --expires-in (e.g. 720h or 30d)
+makes it expire. Progress goes to stderr.
 Exit codes: 0 created, 1 the app refused or is not running, 2 usage.
 USAGE
 }
