@@ -15,7 +15,9 @@ USAGE
 studio_token() {
   [ "${1:-}" = create ] || usage_error "token: the only action is 'create'"
   [ -n "${2:-}" ] || usage_error "token create: a NAME is required"
-  step "creating API token '$2'"
-  compose exec -T app /usr/bin/app token create --name "$2" ||
+  name=$2
+  shift 2
+  step "creating API token '$name'"
+  compose exec -T app /usr/bin/app token create --name "$name" "$@" ||
     die "token create failed: is the stack running? (deploy/studio status)"
 }
