@@ -17,7 +17,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 
-.PHONY: all build ui run test test-go lint bench test-containers test-backup tools tools-bench tools-containers fmt clean
+.PHONY: all build ui run test test-go lint bench test-containers test-backup test-security tools tools-bench tools-containers tools-security fmt clean
 
 all: build
 
@@ -33,6 +33,9 @@ tools-bench:
 
 tools-containers:
 	deploy/scripts/install-tools.sh containers
+
+tools-security:
+	deploy/scripts/install-tools.sh security
 
 ui: ## Rebuild the web UI (edge/ui-src -> edge/ui; commit the result).
 	edge/scripts/build-ui.sh
@@ -66,6 +69,9 @@ test-containers: tools-containers ## Build the images and prove the compose stac
 
 test-backup: tools-containers ## Prove backup, restore and the restore drill in real containers.
 	deploy/scripts/test-backup.sh
+
+test-security: tools-security ## gosec, govulncheck, gitleaks (history, images), TLS and HTTP/2 scans, live checks, fuzzing (docs/security.md).
+	deploy/scripts/test-security.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

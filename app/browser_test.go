@@ -462,6 +462,24 @@ var (
 // base URL. The expensive-route budget is small so the test can reach it.
 func startEdge(t testing.TB, appAddr string, expensiveEvents int) string {
 	t.Helper()
+	return startEdgeWith(t, appAddr, map[string]string{
+		"RATE_LIMIT_EXPENSIVE_EVENTS": strconv.Itoa(expensiveEvents),
+	}).url
+}
+
+// edgeProc is a running edge: its public https base URL, its internal
+// listeners and everything it logged.
+type edgeProc struct {
+	url         string
+	metricsAddr string
+	adminAddr   string
+	storage     string
+	logs        *testenv.SyncBuffer
+}
+
+// startEdgeWith is startEdge with environment overrides.
+func startEdgeWith(t testing.TB, appAddr string, overrides map[string]string) *edgeProc {
+	t.Helper()
 	edgeOnce.Do(func() {
 		// EDGE_BIN: a prebuilt edge (a cold build of Caddy takes minutes).
 		if edgeBin = os.Getenv("EDGE_BIN"); edgeBin != "" {
@@ -507,11 +525,13 @@ func startEdge(t testing.TB, appAddr string, expensiveEvents int) string {
 		"EDGE_UI_DIR":                 abs(t, "../edge/ui"),
 		"APP_UPSTREAMS":               appAddr,
 		"RATE_LIMIT_API_EVENTS":       "100000",
-		"RATE_LIMIT_EXPENSIVE_EVENTS": strconv.Itoa(expensiveEvents),
 		"RATE_LIMIT_EXPENSIVE_WINDOW": "1h",
 		"EDGE_LB_TRY_DURATION":        "1s",
 		"EDGE_GRACE_PERIOD":           "1s",
 		"EDGE_STREAM_CLOSE_DELAY":     "1s",
+	}
+	for k, v := range overrides {
+		env[k] = v
 	}
 	cmd := exec.Command(edgeBin, "run", "--config", abs(t, "../Caddyfile"), "--adapter", "caddyfile")
 	cmd.Env = environ(env)
@@ -555,5 +575,6 @@ func startEdge(t testing.TB, appAddr string, expensiveEvents int) string {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Sprintf("https://localhost:%d", https)
+	return &edgeProc{url: fmt.Sprintf("https://localhost:%d", https), metricsAddr: fmt.Sprintf("127.0.0.1:%d", metrics),
+		adminAddr: env["EDGE_ADMIN_ADDR"], storage: env["EDGE_STORAGE_DIR"], logs: logs}
 }

@@ -96,6 +96,7 @@ type tokenCmd struct {
 	expiresIn time.Duration // create only; 0: never expires
 }
 
+// #nosec G101 -- a usage message that names the token command, no credential.
 const tokenUsage = "token needs: create --name NAME [--expires-in DURATION], list, or revoke --id TOKEN_ID"
 
 // parseTokenArgs parses "create --name NAME [--expires-in 720h|30d]",

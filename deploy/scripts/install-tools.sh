@@ -3,13 +3,15 @@
 # Debian 12 machine: Debian packages and pinned Go tools (MinIO server,
 # Pebble, gitleaks, ...). Idempotent: anything already present is left alone.
 #
-# Usage: deploy/scripts/install-tools.sh [base|test|bench|containers|all]...
+# Usage: deploy/scripts/install-tools.sh [base|test|bench|containers|security|all]...
 #   base        Postgres, MinIO server (what `make run` needs)
 #   test        base + Pebble, pebble-challtestsrv, gitleaks, shellcheck,
 #               python3, python3-nbformat, zstd, brotli
 #   bench       test + wrk, vegeta, nginx (stock Caddy is built from
 #               edge/internal/stockcaddy by the benchmark itself)
 #   containers  podman, buildah, debootstrap, docker-compose, gitleaks, Pebble
+#   security    test + containers + gosec, govulncheck and its offline
+#               database (built from golang.org/x/vulndb), h2spec, testssl.sh
 # Tools go to TOOLS_DIR (default ~/.cache/finetune-studio/tools/bin), keyed by
 # version so a version bump installs the new one beside the old.
 set -euo pipefail
@@ -24,10 +26,19 @@ PEBBLE_VERSION=v2.10.3
 VEGETA_VERSION=v12.13.0
 COMPOSE_VERSION=v2.40.3
 GITLEAKS_VERSION=v8.30.1
+GOSEC_VERSION=v2.30.0
+GOVULNCHECK_VERSION=v1.9.0
+# The vulnerability database snapshot (a pseudo-version: its timestamp is
+# the snapshot's date). Bump it to scan against newer advisories.
+VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018
+# h2spec has no go.mod; its dependencies are pinned here so a rebuild is
+# the same program.
+H2SPEC_VERSION=v2.2.1+incompatible
+H2SPEC_DEPS="golang.org/x/net@v0.63.0 github.com/spf13/cobra@v1.10.2 github.com/fatih/color@v1.19.0"
 # Seconds apt-get waits for another process's dpkg lock before giving up.
 APT_LOCK_TIMEOUT=${APT_LOCK_TIMEOUT:-300}
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 log() { printf 'install-tools: %s\n' "$*" >&2; }
 
 apt_updated=0
@@ -144,6 +155,52 @@ configure_podman() {
   fi
 }
 
+install_security() {
+  install_test
+  install_containers
+  # testssl.sh scans the edge's TLS; it drives the system openssl and bash.
+  apt_install testssl.sh
+  go_tool gosec github.com/securego/gosec/v2/cmd/gosec "$GOSEC_VERSION"
+  go_tool govulncheck golang.org/x/vuln/cmd/govulncheck "$GOVULNCHECK_VERSION"
+  if [ ! -x "$BIN/h2spec" ] || [ "$(cat "$TOOLS_DIR/versions/h2spec" 2>/dev/null)" != "$H2SPEC_VERSION" ]; then
+    log "building h2spec $H2SPEC_VERSION"
+    local dir
+    dir=$(mktemp -d)
+    printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/summerwind/h2spec/cmd/h2spec"\n' >"$dir/tools.go"
+    # shellcheck disable=SC2086 # H2SPEC_DEPS is a list of module@version words
+    (cd "$dir" && go mod init h2specbuild >/dev/null 2>&1 &&
+      go get "github.com/summerwind/h2spec@$H2SPEC_VERSION" $H2SPEC_DEPS >/dev/null 2>&1 &&
+      go mod tidy >/dev/null 2>&1 &&
+      go build -trimpath -o "$BIN/h2spec" github.com/summerwind/h2spec/cmd/h2spec)
+    rm -rf "$dir"
+    mkdir -p "$TOOLS_DIR/versions"
+    echo "$H2SPEC_VERSION" >"$TOOLS_DIR/versions/h2spec"
+  fi
+  install_vulndb
+}
+
+# install_vulndb builds govulncheck's offline database (v1 layout) from the
+# pinned golang.org/x/vulndb snapshot into $TOOLS_DIR/vulndb/<version>, once.
+# The online database cannot be assumed reachable from CI; the snapshot's
+# date is printed by the security suite with every scan.
+install_vulndb() {
+  local out="$TOOLS_DIR/vulndb/$VULNDB_VERSION"
+  [ -f "$out/index/db.json" ] && return 0
+  log "building the vulnerability database from golang.org/x/vulndb@$VULNDB_VERSION"
+  local dir stamp repo
+  repo=$(cd "$(dirname "$0")/../.." && pwd)
+  dir=$(go mod download -json "golang.org/x/vulndb@$VULNDB_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
+  [ -d "$dir/data/osv" ] || { log "golang.org/x/vulndb@$VULNDB_VERSION has no data/osv"; return 1; }
+  # A pseudo-version ends in -yyyymmddhhmmss-commit: the commit's UTC time.
+  stamp=$(printf '%s\n' "$VULNDB_VERSION" | sed -n 's/.*-\([0-9]\{4\}\)\([0-9]\{2\}\)\([0-9]\{2\}\)\([0-9]\{2\}\)\([0-9]\{2\}\)\([0-9]\{2\}\)-[0-9a-f]*$/\1-\2-\3T\4:\5:\6Z/p')
+  [ -n "$stamp" ] || { log "VULNDB_VERSION $VULNDB_VERSION is not a pseudo-version"; return 1; }
+  rm -rf "$out.tmp"
+  (cd "$repo" && go run ./deploy/security/vulndb -src "$dir/data/osv" -out "$out.tmp" -snapshot "$stamp") >&2
+  printf '%s\n' "$VULNDB_VERSION" >"$out.tmp/version"
+  rm -rf "$out"
+  mv "$out.tmp" "$out"
+}
+
 [ $# -gt 0 ] || set -- base
 for what in "$@"; do
   case $what in
@@ -151,6 +208,7 @@ for what in "$@"; do
     test) install_test ;;
     bench) install_bench ;;
     containers) install_containers ;;
+    security) install_security ;;
     all) install_bench; install_containers ;;
     -h|--help) usage ;;
     *) log "unknown target: $what"; usage ;;

@@ -205,3 +205,28 @@ func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
 	}
 	return false
 }
+
+// Route is one registered route: its method and path template.
+type Route struct {
+	Method string
+	Path   string
+}
+
+// Routes lists every registered route in registration order, so checks
+// that must cover every route (the security suite probes each one through
+// the edge) follow the router instead of a copied list.
+func (a *API) Routes() []Route {
+	var out []Route
+	_ = a.router.Walk(func(r *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		path, err := r.GetPathTemplate()
+		if err != nil {
+			return nil
+		}
+		methods, _ := r.GetMethods()
+		for _, m := range methods {
+			out = append(out, Route{Method: m, Path: path})
+		}
+		return nil
+	})
+	return out
+}

@@ -445,7 +445,7 @@ func (p *parser) parse() Config {
 	c.HTTP.MaxConcurrentUploads = int(p.integer("APP_MAX_CONCURRENT_UPLOADS", 4, 1, 1024))
 
 	c.DB.URL = p.required("DATABASE_URL")
-	c.DB.MaxConns = int32(p.integer("DB_MAX_CONNS", 10, 2, 1000))
+	c.DB.MaxConns = int32(p.integer("DB_MAX_CONNS", 10, 2, 1000)) // #nosec G115 -- p.integer bounds it to 2..1000
 	c.DB.ConnectTimeout = p.duration("DB_CONNECT_TIMEOUT", 5*time.Second, 100*time.Millisecond, 5*time.Minute)
 	c.DB.StatementTimeout = p.duration("DB_STATEMENT_TIMEOUT", 30*time.Second, 100*time.Millisecond, time.Hour)
 	dbSSL, dbPassword := p.databaseURL(c.DB.URL)

@@ -323,7 +323,7 @@ func (c *Client) backoff(attempt int) time.Duration {
 	}
 	d = min(d, c.cfg.MaxDelay)
 	half := d / 2
-	return half + rand.N(half+1)
+	return half + rand.N(half+1) // #nosec G404 -- backoff jitter, not a secret: any PRNG will do
 }
 
 // once sends a single request. A non-2xx answer becomes an *APIError with

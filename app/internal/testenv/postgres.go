@@ -104,7 +104,7 @@ func startPostgres() (*Postgres, error) {
 	gid, _ := strconv.Atoi(u.Gid)
 	var cred *syscall.Credential
 	if os.Geteuid() == 0 {
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)} // #nosec G115 -- ids from the passwd database are uint32 on Linux
 	}
 
 	root, err := os.MkdirTemp("", "testenv-pg-")

@@ -140,7 +140,7 @@ type Options struct {
 func DefaultBackoff(attempt int) time.Duration {
 	d := time.Second << min(attempt-1, 20)
 	d = min(d, 10*time.Minute)
-	jitter := 0.8 + 0.4*rand.Float64()
+	jitter := 0.8 + 0.4*rand.Float64() // #nosec G404 -- retry jitter, not a secret: any PRNG will do
 	return time.Duration(float64(d) * jitter)
 }
 

@@ -42,6 +42,7 @@ func Run(t *testing.T) {
 			}
 			if update {
 				want = adapt(t, in)
+				// #nosec G703 G306 -- a test helper rewriting its own golden file (-update).
 				if err := os.WriteFile(f, []byte(in+separator+want), 0o644); err != nil {
 					t.Fatal(err)
 				}
