@@ -23,8 +23,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    report liveness|status|full
 //	}
 //
-// The upstreams are those of the config's reverse_proxy handlers; there
-// is nothing to list.
+// The upstreams are those of the config's reverse_proxy handlers that
+// have active health checks (the app's); there is nothing to list.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {

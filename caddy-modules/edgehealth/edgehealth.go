@@ -278,8 +278,11 @@ func (h *Handler) appReadiness(now time.Time) (c check, ok bool) {
 }
 
 // proxiedUpstreams walks this config's HTTP routes, error routes and
-// subroutes for reverse_proxy handlers and returns their static
-// upstreams, whose health state the proxies' checkers keep up to date.
+// subroutes for reverse_proxy handlers with active health checks and
+// returns their static upstreams, whose health state the proxies' checkers
+// keep up to date. A proxy without active checks (the model-download route
+// to object storage) is not an app instance: counted, it would turn a down
+// app from fail into warn, since nothing would ever mark it unhealthy.
 func (h *Handler) proxiedUpstreams() []upstream {
 	appIface, err := h.ctx.AppIfConfigured("http")
 	if err != nil {
@@ -294,6 +297,9 @@ func (h *Handler) proxiedUpstreams() []upstream {
 			for _, mh := range route.Handlers {
 				switch hd := mh.(type) {
 				case *reverseproxy.Handler:
+					if hd.HealthChecks == nil || hd.HealthChecks.Active == nil {
+						continue
+					}
 					for _, u := range hd.Upstreams {
 						out = append(out, u)
 					}
