@@ -9,6 +9,10 @@
 #   2. brings the production stack up with a test domain and a local ACME CA
 #      (Pebble), waits for every service to be healthy, and runs a smoke flow
 #      through the edge over HTTPS: health, token, dataset upload, list;
+#   2b. model downloads: seeds a model (an object in MinIO and its rows),
+#      asks the API for it through the edge and fetches a file with exactly
+#      the presigned URL the API gave, through the edge (byte-equal); a
+#      tampered link is refused;
 #   3. kills the app's process (restarted, healthy again); stops Postgres (the
 #      edge answers 503), starts it (recovers, the app was not restarted);
 #   4. down + up with volumes kept: the dataset and its object are still
@@ -27,7 +31,7 @@
 # .run/test-containers/results.txt).
 set -euo pipefail
 
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 COLD=0
 KEEP_IMAGES=0
 for arg in "$@"; do
@@ -380,6 +384,9 @@ export APP_IMAGE EDGE_IMAGE DOMAIN=$TEST_DOMAIN ACME_EMAIL=ops@$TEST_DOMAIN
 # ACME_ISSUERS=pinned: the local CA alone, never a public fallback.
 export ACME_CA=https://pebble:14000/dir ACME_ISSUERS=pinned EDGE_BIND_ADDRESS=127.0.0.1
 export HTTP_PORT HTTPS_PORT
+# Download links are signed for the public site; on a test port the port
+# is part of the signed host (compose's default is https://$DOMAIN).
+export S3_PUBLIC_URL=https://$TEST_DOMAIN:$HTTPS_PORT
 export CERTS_DIR=$work/certs SECRETS_DIR=$work/secrets
 compose() { "${COMPOSE_CMD[@]}" -f "$repo/deploy/docker-compose.yml" -f "$work/compose.test.yml" "$@"; }
 compose_dev() {
@@ -507,6 +514,54 @@ object_stored() {
 }
 object_stored || fail "no MinIO object for dataset $dataset_id"
 pass "dataset object present in MinIO"
+
+# --- 2b. model download links through the edge -------------------------------
+# No training runs in this stack, so a model is stored the way the runner
+# stores one: its files under models/<job>/ in the bucket (written with
+# MinIO's own credentials from inside its container, curl signing SigV4) and
+# a succeeded job and its model row. Then the API is asked for the model
+# through the edge, and the file is fetched with exactly the URL it gave.
+log "model download: seeding a model"
+psql_exec() { compose exec -T postgres psql -X -q -t -A -v ON_ERROR_STOP=1 -h /run/postgresql -U studio -d studio -c "$1"; }
+model_file=adapter/adapter_model.safetensors
+model_size=3145728
+job_id=$(psql_exec "INSERT INTO jobs (dataset_id, base_model, hyperparameters, status, started_at, finished_at)
+  VALUES ('$dataset_id', 'Qwen/Qwen2.5-0.5B-Instruct', '{}', 'succeeded', now(), now()) RETURNING id" | head -1 | tr -d '\r')
+[[ $job_id =~ ^[0-9a-f-]{36}$ ]] || fail "seeding a job returned '$job_id'"
+# Random bytes made inside the container (no stdin through the engine's
+# exec), stored, and their sha256 printed for the comparison below.
+# shellcheck disable=SC2016 # expanded by the container's shell
+model_sha=$(compose exec -T minio sh -c 'head -c "$2" /dev/urandom >/tmp/model.bin &&
+  curl -fsS --cacert /certs/CAs/ca.crt --aws-sigv4 "aws:amz:us-east-1:s3" \
+    --user "$(cat /run/secrets/minio_root_user):$(cat /run/secrets/minio_root_password)" \
+    -T /tmp/model.bin "https://localhost:9000/finetune-studio/$1" &&
+  sha256sum /tmp/model.bin && rm -f /tmp/model.bin' \
+  sh "models/$job_id/$model_file" "$model_size" | tail -1 | cut -d' ' -f1) ||
+  fail "storing the model file in MinIO failed"
+[[ $model_sha =~ ^[0-9a-f]{64}$ ]] || fail "storing the model file in MinIO printed no checksum ('$model_sha')"
+model_id=$(psql_exec "INSERT INTO models (job_id, base_model, prefix, files, size_bytes)
+  VALUES ('$job_id', 'Qwen/Qwen2.5-0.5B-Instruct', 'models/$job_id/',
+  '[{\"name\":\"$model_file\",\"size_bytes\":$model_size}]', $model_size) RETURNING id" | head -1 | tr -d '\r')
+[[ $model_id =~ ^[0-9a-f-]{36}$ ]] || fail "seeding a model returned '$model_id'"
+code=$(edge_curl -o "$work/model.json" -w '%{http_code}' -H "Authorization: Bearer $token" "$(url "/api/v1/models/$model_id")")
+[ "$code" = 200 ] || { cat "$work/model.json" >&2; fail "GET /api/v1/models/$model_id answered $code"; }
+link=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["files"][0]["url"])' "$work/model.json")
+case $link in
+  "https://$TEST_DOMAIN:$HTTPS_PORT/finetune-studio/models/$job_id/$model_file?"*X-Amz-Signature=*) ;;
+  *) fail "the API's download link is not on the public site: ${link%%\?*}" ;;
+esac
+dl_start=$(now_ms)
+code=$(edge_curl -o "$work/model.download" -w '%{http_code}' "$link")
+dl_secs=$(secs_since "$dl_start")
+[ "$code" = 200 ] || fail "fetching the API's download link through the edge answered $code"
+[ "$(sha256sum <"$work/model.download" | cut -d' ' -f1)" = "$model_sha" ] ||
+  fail "the file downloaded through the edge differs from the stored one"
+result "model file download through the edge: $model_size bytes in ${dl_secs}s"
+code=$(edge_curl -o /dev/null -w '%{http_code}' "${link/X-Amz-Signature=/X-Amz-Signature=00}")
+[ "$code" = 403 ] || fail "a tampered download link answered $code, want 403"
+code=$(edge_curl -o "$work/unsigned" -w '%{http_code}' "${link%%\?*}")
+[ "$(sha256sum <"$work/unsigned" | cut -d' ' -f1)" != "$model_sha" ] || fail "an unsigned URL served the model file"
+pass "the API's presigned link fetched the model file through the edge (same sha256; unsigned: HTTP $code, not the file; tampered: 403)"
 
 # --- 3. faults -------------------------------------------------------------
 app_cid=$(cid app)
