@@ -87,9 +87,14 @@ with_progress() {
   printf '==> %s ' "$msg" >&2
   "$@" >>"$STUDIO_LOG" 2>&1 &
   wp_pid=$!
+  # Polled each second so a quick step is not held for 5 s.
+  wp_ticks=0
   while kill -0 "$wp_pid" 2>/dev/null; do
-    sleep 5
-    kill -0 "$wp_pid" 2>/dev/null && printf '.' >&2
+    sleep 1
+    wp_ticks=$((wp_ticks + 1))
+    if [ $((wp_ticks % 5)) -eq 0 ] && kill -0 "$wp_pid" 2>/dev/null; then
+      printf '.' >&2
+    fi
   done
   if wait "$wp_pid"; then
     printf ' done\n' >&2
