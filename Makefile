@@ -17,7 +17,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 
-.PHONY: all build ui run test test-go lint bench test-containers test-backup test-security tools tools-bench tools-containers tools-security fmt clean
+.PHONY: all build ui run test test-go lint bench test-containers test-backup test-deploy test-security tools tools-bench tools-containers tools-security fmt clean
 
 all: build
 
@@ -72,6 +72,9 @@ test-backup: tools-containers ## Prove backup, restore and the restore drill in 
 
 test-security: tools-security ## gosec, govulncheck, gitleaks (history, images), TLS and HTTP/2 scans, live checks, fuzzing (docs/security.md).
 	deploy/scripts/test-security.sh
+
+test-deploy: tools-containers ## Prove deploy/studio deploy and rollback (zero downtime, automatic rollback) in real containers.
+	deploy/scripts/test-deploy.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -64,9 +64,23 @@ detect_engine() {
   export ENGINE COMPOSE
 }
 
+# current_release_images: exports APP_IMAGE and EDGE_IMAGE of the release
+# `deploy` recorded as running (deploy/.releases/current), unless already
+# set, so every compose command addresses the images that run.
+current_release_images() {
+  [ -z "${APP_IMAGE:-}" ] || return 0
+  cri_dir=${STUDIO_RELEASES_DIR:-$STUDIO_DIR/.releases}
+  cri_id=$(cat "$cri_dir/current" 2>/dev/null) || return 0
+  [ -f "$cri_dir/$cri_id" ] || return 0
+  APP_IMAGE=$(sed -n 's/^app_image=//p' "$cri_dir/$cri_id")
+  EDGE_IMAGE=$(sed -n 's/^edge_image=//p' "$cri_dir/$cri_id")
+  export APP_IMAGE EDGE_IMAGE
+}
+
 # compose ARGS...: the production stack's compose, from any directory.
 compose() {
   detect_engine
+  current_release_images
   # Files are prepended one by one, so walk the overrides last to first:
   # compose then sees the production file first and each override after
   # it, in the order given (later files override earlier ones).
