@@ -128,19 +128,26 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 HTTP_PORT=$(free_port)
 HTTPS_PORT=$(free_port)
 PEBBLE_MGMT_PORT=$(free_port)
-{
-  echo "DOMAIN=$TEST_DOMAIN"
-  echo "ACME_EMAIL=ops@$TEST_DOMAIN"
-  echo "ACME_CA=https://pebble:14000/dir"
-  echo "ACME_ISSUERS=pinned"
-  echo "EDGE_BIND_ADDRESS=127.0.0.1"
-  echo "HTTP_PORT=$HTTP_PORT"
-  echo "HTTPS_PORT=$HTTPS_PORT"
-  if [ "$STANDINS" = 1 ]; then
-    echo "POSTGRES_IMAGE=localhost/finetune-studio/postgres:15-standin"
-    echo "MINIO_IMAGE=localhost/finetune-studio/minio:standin"
+# deploy/.env as the docs say: the example, with this host's values.
+cp "$clone/deploy/.env.example" "$clone/deploy/.env"
+set_env() {
+  if grep -q "^$1=" "$clone/deploy/.env"; then
+    sed -i "s#^$1=.*#$1=$2#" "$clone/deploy/.env"
+  else
+    printf '%s=%s\n' "$1" "$2" >>"$clone/deploy/.env"
   fi
-} >"$clone/deploy/.env"
+}
+set_env DOMAIN "$TEST_DOMAIN"
+set_env ACME_EMAIL "ops@$TEST_DOMAIN"
+set_env ACME_CA https://pebble:14000/dir
+set_env ACME_ISSUERS pinned
+set_env EDGE_BIND_ADDRESS 127.0.0.1
+set_env HTTP_PORT "$HTTP_PORT"
+set_env HTTPS_PORT "$HTTPS_PORT"
+if [ "$STANDINS" = 1 ]; then
+  set_env POSTGRES_IMAGE localhost/finetune-studio/postgres:15-standin
+  set_env MINIO_IMAGE localhost/finetune-studio/minio:standin
+fi
 
 # The test's additions to the production stack: Pebble as the ACME CA (the
 # test domain resolves to the edge on the public network), and a rate limit
