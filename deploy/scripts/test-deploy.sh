@@ -244,11 +244,11 @@ load_stop() {
 # the DNS items may fail; nothing else the test sets up may.
 log "deploy/studio preflight"
 "$studio" preflight >"$work/preflight.out" 2>&1 || true
-if grep -F '[FAIL]' "$work/preflight.out" | grep -v 'DNS:' | grep -q .; then
+if grep '^  \[FAIL\]' "$work/preflight.out" | grep -v 'DNS:' | grep -q .; then
   cat "$work/preflight.out" >&2
   fail "preflight FAILs on something the test controls"
 fi
-result "preflight: $(grep -c '\[pass\]' "$work/preflight.out") pass, $(grep -c '\[warn\]' "$work/preflight.out") warn, $(grep -cF '[FAIL]' "$work/preflight.out") FAIL (DNS of the test domain only)"
+result "preflight: $(grep -c '\[pass\]' "$work/preflight.out") pass, $(grep -c '\[warn\]' "$work/preflight.out") warn, $(grep -c '^  \[FAIL\]' "$work/preflight.out") FAIL (DNS of the test domain only)"
 sha_a=$(git -C "$clone" rev-parse HEAD)
 shas="$sha_a"
 log "release A: deploy/studio deploy ($sha_a)"
