@@ -50,12 +50,14 @@ chmod 0755 "$work"
 clone="$work/clone"
 service_pid=""
 load_pid=""
+root_pid=""
 stack_up=0
 
 cleanup() {
   local rc=$?
   set +e
   [ -n "$load_pid" ] && kill "$load_pid" 2>/dev/null && wait "$load_pid" 2>/dev/null
+  [ -n "$root_pid" ] && kill "$root_pid" 2>/dev/null && wait "$root_pid" 2>/dev/null
   if [ $stack_up -eq 1 ]; then
     if [ $rc -ne 0 ]; then
       log "failure: last lines of the deploy log and of every service"
@@ -202,6 +204,16 @@ wait_for() {
   done
 }
 wait_for "Pebble's root" acme_root
+# The first deploy's `compose up -d` recreated Pebble (seen on podman), and a
+# new Pebble has a new root: keep the smoke check's CA file current.
+(
+  while sleep 1; do
+    curl -sS --max-time 5 --cacert "$work/edge-globals/pebble-https-root.pem" \
+      "https://127.0.0.1:$PEBBLE_MGMT_PORT/roots/0" -o "$work/root.new" 2>/dev/null &&
+      grep -q 'BEGIN CERTIFICATE' "$work/root.new" && mv "$work/root.new" "$STUDIO_CA_FILE"
+  done
+) &
+root_pid=$!
 
 edge_curl() {
   curl -sS --max-time 20 --cacert "$STUDIO_CA_FILE" \
