@@ -348,10 +348,19 @@ release_roll() {
     with_progress "replacing the edge with $R_EDGE_IMAGE (a second or two without it)" \
       compose up -d --no-deps edge || { fail_item "the new edge did not start"; return 2; }
   else
-    # A changed edge definition (environment, volumes) is applied here;
-    # an unchanged one is left alone.
-    with_progress "applying the edge's compose definition" compose up -d --no-deps edge ||
-      { fail_item "compose up edge failed"; return 2; }
+    # A changed edge definition (environment, volumes) is applied here,
+    # which replaces the edge (a second or two without it); an unchanged
+    # one is left alone. Compose's own config hash decides, as compose
+    # itself would, but only when it really differs.
+    rr_edge=$(edge_container)
+    rr_hash_now=$("$ENGINE" inspect --format '{{index .Config.Labels "com.docker.compose.config-hash"}}' "$rr_edge" 2>/dev/null || true)
+    rr_hash_new=$(compose config --hash edge 2>/dev/null | awk '{print $2}')
+    if [ -n "$rr_hash_new" ] && [ "$rr_hash_now" != "$rr_hash_new" ]; then
+      with_progress "applying the edge's changed compose definition (config hash $rr_hash_now -> $rr_hash_new; a second or two without it)" \
+        compose up -d --no-deps edge || { fail_item "compose up edge failed"; return 2; }
+    else
+      pass "edge definition unchanged: the edge keeps running"
+    fi
   fi
   return 0
 }
