@@ -339,7 +339,7 @@ serves "$sha_a" || fail "after the failed release C, release A does not serve al
 pass "release C never got ready: removed, exit 1, release A kept serving"
 
 # --- D: starts, fails the smoke check ------------------------------------------
-git -C "$clone" revert -q --no-edit HEAD
+git -C "$clone" revert --no-edit HEAD >/dev/null
 grep -q '"/api/v1/whoami"' "$clone/app/internal/api/routes.go" || fail "routes.go has no whoami route to break"
 sed -i 's#"/api/v1/whoami"#"/api/v1/whoami-gone"#' "$clone/app/internal/api/routes.go"
 git -C "$clone" commit -q -am "release D: whoami route gone (fails the smoke check)"
