@@ -204,6 +204,15 @@ token=$(studio token create backup-test 2>>"$work/studio.err" | tail -1 | tr -d 
 [ -n "$token" ] || fail "studio token create printed nothing"
 # in_net CMD...: a command in the MinIO container, on the internal network.
 in_net() { compose exec -T minio "$@"; }
+# The app's address on the internal network, looked up afresh each time (a
+# restore restarts the app): the container runtime's DNS has been seen to
+# miss a just-(re)started container's name, which made this test flaky
+# without anything being wrong with the stack.
+app_addr() {
+  # shellcheck disable=SC2016 # a Go template, not shell
+  "$ENGINE" inspect --format '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{$v.IPAddress}}{{"\n"}}{{end}}' \
+    "$(compose ps -q app | head -n 1)" | awk '$1 ~ /_internal$/ { print $2 ":8080"; exit }'
+}
 api() { in_net curl -sS --max-time 30 -H "Authorization: Bearer $token" "$@"; }
 declare -A dataset_sha=()
 for n in 1 2 3; do
@@ -212,7 +221,7 @@ for n in 1 2 3; do
     printf '{"messages":[{"role":"user","content":"q%d-%d"},{"role":"assistant","content":"a%d-%d %s"}]}\n' \
       "$n" "$i" "$n" "$i" "$(openssl rand -hex 8)"
   done >"$f"
-  out=$(api -F "name=backup-$n" -F "file=@-;filename=data-$n.jsonl" http://app:8080/api/v1/datasets <"$f")
+  out=$(api -F "name=backup-$n" -F "file=@-;filename=data-$n.jsonl" "http://$(app_addr)/api/v1/datasets" <"$f")
   id=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["id"])' "$out") || fail "upload $n: $out"
   dataset_sha[$id]=$(sha256sum "$f" | cut -d' ' -f1)
 done
@@ -299,8 +308,8 @@ sums_after=$(pg_sums)
 diff <(grep -v '^public.backup_runs' <<<"$sums_before") <(grep -v '^public.backup_runs' <<<"$sums_after") >&2 ||
   fail "restored tables differ from the ones before the volumes were destroyed"
 pass "every table's row count and checksum equals the database before destruction"
-[ "$(api -o /dev/null -w '%{http_code}' http://app:8080/api/v1/whoami)" = 200 ] || fail "the token does not authenticate after restore"
-listing=$(api http://app:8080/api/v1/datasets)
+[ "$(api -o /dev/null -w '%{http_code}' "http://$(app_addr)/api/v1/whoami")" = 200 ] || fail "the token does not authenticate after restore"
+listing=$(api "http://$(app_addr)/api/v1/datasets")
 for id in "${!dataset_sha[@]}"; do
   python3 -c 'import json,sys; d={x["id"]: x["sha256"] for x in json.loads(sys.argv[1])["data"]}; sys.exit(0 if d.get(sys.argv[2]) == sys.argv[3] else 1)' \
     "$listing" "$id" "${dataset_sha[$id]}" || fail "dataset $id missing or changed after restore"
@@ -337,7 +346,7 @@ grep -q "$name" <<<"$manual" && fail "the oldest manual dump $name survived rete
 pass "retention keeps the newest 2 manual dumps"
 
 # --- 8. stale backups ------------------------------------------------------------------
-readyz() { in_net curl -sS --max-time 10 http://app:8080/readyz; }
+readyz() { in_net curl -sS --max-time 10 "http://$(app_addr)/readyz"; }
 if readyz | grep -q '"backups'; then
   compose exec -T postgres psql -X -q -h /run/postgresql -U studio -d studio -c \
     "UPDATE backup_runs SET started_at = now() - interval '30 hours', finished_at = now() - interval '30 hours' WHERE kind = 'postgres'"
