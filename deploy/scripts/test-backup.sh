@@ -72,41 +72,10 @@ for tool in openssl curl python3; do
   command -v "$tool" >/dev/null || fail "$tool missing: run deploy/scripts/install-tools.sh containers"
 done
 
-# --- engine: a Docker engine, or podman through its API socket -------------
-if command -v docker >/dev/null && docker info >/dev/null 2>&1 && ! docker info 2>/dev/null | grep -qi podman; then
-  ENGINE=docker
-  COMPOSE="docker compose"
-  TICK=0
-else
-  command -v podman >/dev/null || fail "neither a Docker engine nor podman is available"
-  ENGINE=podman
-  sock="$work/podman.sock"
-  podman system service --time=0 "unix://$sock" >"$work/podman-service.log" 2>&1 &
-  service_pid=$!
-  for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
-  [ -S "$sock" ] || fail "podman API socket did not appear"
-  export DOCKER_HOST="unix://$sock"
-  COMPOSE=docker-compose
-  TICK=1
-fi
-# deploy/studio uses these as they are instead of detecting again.
-export ENGINE COMPOSE
-log "engine: $ENGINE"
-
-STANDINS=${STANDINS:-auto}
-if [ "$STANDINS" = auto ]; then
-  if timeout 60 "$ENGINE" pull -q docker.io/library/postgres:15.18-bookworm >/dev/null 2>&1; then
-    STANDINS=0
-  else
-    STANDINS=1
-  fi
-fi
-if [ "$STANDINS" = 1 ]; then
-  log "no registry: building local stand-in base images"
-  GO_IMAGE=$GO_IMAGE "$repo/deploy/images/build.sh" golang postgres minio
-  export POSTGRES_IMAGE=localhost/finetune-studio/postgres:15-standin
-  export MINIO_IMAGE=localhost/finetune-studio/minio:standin
-fi
+# shellcheck source=deploy/scripts/lib/harness.sh
+. "$repo/deploy/scripts/lib/harness.sh"
+harness_engine
+harness_standins
 
 log "building the app image (cached layers are reused)"
 build_start=$(date +%s)
@@ -146,17 +115,7 @@ compose() { $COMPOSE --env-file "$work/env" -f "$repo/deploy/docker-compose.yml"
 compose config -q || fail "compose config is invalid"
 compose_ready=1
 
-if [ $TICK -eq 1 ]; then
-  (
-    while :; do
-      for c in $(podman ps --format '{{.Names}}' | grep "^$PROJECT" || true); do
-        podman healthcheck run "$c" >/dev/null 2>&1 || true
-      done
-      sleep 2
-    done
-  ) &
-  ticker_pid=$!
-fi
+harness_ticker "$PROJECT"
 
 cid() { compose ps -q "$1" | head -1; }
 health() { "$ENGINE" inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$(cid "$1")" 2>/dev/null || echo missing; }

@@ -191,20 +191,9 @@ mkdir -p "$(dirname "$RESULTS")"
 result "# test-containers $(date -u +%Y-%m-%dT%H:%M:%SZ) engine=$ENGINE cores=$(nproc)"
 
 # --- base images: official when a registry answers, stand-ins otherwise ----
-STANDINS=${STANDINS:-auto}
-if [ "$STANDINS" = auto ]; then
-  if timeout 60 "$ENGINE" pull -q docker.io/library/postgres:15.18-bookworm >/dev/null 2>&1; then
-    STANDINS=0
-  else
-    STANDINS=1
-  fi
-fi
-if [ "$STANDINS" = 1 ]; then
-  log "no registry: building local stand-in base images"
-  GO_IMAGE=$GO_IMAGE "$repo/deploy/images/build.sh" golang postgres minio
-  export POSTGRES_IMAGE=localhost/finetune-studio/postgres:15-standin
-  export MINIO_IMAGE=localhost/finetune-studio/minio:standin
-fi
+# shellcheck source=deploy/scripts/lib/harness.sh
+. "$repo/deploy/scripts/lib/harness.sh"
+harness_standins
 # Pebble is a test fixture with our own config (challenges on 80/443), so it
 # is always built locally.
 "$repo/deploy/images/build.sh" pebble
@@ -685,18 +674,7 @@ compose config -q || fail "compose config is invalid"
 compose_ready=1
 
 
-# podman runs HEALTHCHECKs only from systemd timers: tick them here.
-if [ $TICK -eq 1 ]; then
-  (
-    while :; do
-      for c in $(podman ps --format '{{.Names}}' | grep "^$PROJECT" || true); do
-        podman healthcheck run "$c" >/dev/null 2>&1 || true
-      done
-      sleep 2
-    done
-  ) &
-  ticker_pid=$!
-fi
+harness_ticker "$PROJECT"
 
 cid() { compose ps -a -q "$1" | head -1; }
 health() { "$ENGINE" inspect --format '{{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}}' "$(cid "$1")" 2>/dev/null || echo missing; }

@@ -83,38 +83,14 @@ log "installing/checking tools (idempotent)"
 for tool in openssl curl git go python3; do
   command -v "$tool" >/dev/null || fail "$tool missing after install-tools.sh"
 done
-if command -v docker >/dev/null && docker info >/dev/null 2>&1 && ! docker info 2>/dev/null | grep -qi podman; then
-  ENGINE=docker
-  COMPOSE="docker compose"
-else
-  command -v podman >/dev/null || fail "neither a Docker engine nor podman is available"
-  ENGINE=podman
-  COMPOSE=docker-compose
-  sock="$work/podman.sock"
-  podman system service --time=0 "unix://$sock" >"$work/podman-service.log" 2>&1 &
-  service_pid=$!
-  for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
-  [ -S "$sock" ] || fail "podman API socket did not appear"
-  export DOCKER_HOST="unix://$sock"
-fi
-# studio's detect_engine keeps these.
-export ENGINE COMPOSE
+# shellcheck source=deploy/scripts/lib/harness.sh
+. "$repo/deploy/scripts/lib/harness.sh"
+harness_engine
 mkdir -p "$(dirname "$RESULTS")"
 : >"$RESULTS"
 result "# test-deploy $(date -u +%Y-%m-%dT%H:%M:%SZ) engine=$ENGINE cores=$(nproc)"
 
-STANDINS=${STANDINS:-auto}
-if [ "$STANDINS" = auto ]; then
-  if timeout 60 "$ENGINE" pull -q docker.io/library/postgres:15.18-bookworm >/dev/null 2>&1; then
-    STANDINS=0
-  else
-    STANDINS=1
-  fi
-fi
-if [ "$STANDINS" = 1 ]; then
-  log "no registry: local stand-in base images"
-  "$repo/deploy/images/build.sh" golang postgres minio
-fi
+harness_standins
 "$repo/deploy/images/build.sh" pebble
 PEBBLE_IMAGE=localhost/finetune-studio/pebble:standin
 go build -o "$work/loadprobe" ./deploy/loadprobe
@@ -147,8 +123,8 @@ set_env EDGE_BIND_ADDRESS 127.0.0.1
 set_env HTTP_PORT "$HTTP_PORT"
 set_env HTTPS_PORT "$HTTPS_PORT"
 if [ "$STANDINS" = 1 ]; then
-  set_env POSTGRES_IMAGE localhost/finetune-studio/postgres:15-standin
-  set_env MINIO_IMAGE localhost/finetune-studio/minio:standin
+  set_env POSTGRES_IMAGE "$POSTGRES_IMAGE"
+  set_env MINIO_IMAGE "$MINIO_IMAGE"
 fi
 
 # The test's additions to the production stack: Pebble as the ACME CA (the
