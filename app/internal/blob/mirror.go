@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -328,15 +329,7 @@ func loadManifest(ctx context.Context, ms mirrorStore, bucket string) (Manifest,
 }
 
 func saveManifest(ctx context.Context, ms mirrorStore, bucket string, entries []ManifestEntry, complete bool) error {
-	slices.SortFunc(entries, func(a, b ManifestEntry) int {
-		switch {
-		case a.Key < b.Key:
-			return -1
-		case a.Key > b.Key:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(entries, func(a, b ManifestEntry) int { return strings.Compare(a.Key, b.Key) })
 	b, err := json.MarshalIndent(Manifest{
 		Version: manifestVersion, Bucket: bucket, UpdatedAt: time.Now().UTC(), Complete: complete, Objects: entries,
 	}, "", " ")
@@ -471,15 +464,7 @@ func (m *Mirror) Verify(ctx context.Context, bucket string, against *Store) ([]D
 			diffs = append(diffs, Difference{key, "in the bucket but not in the mirror"})
 		}
 	}
-	slices.SortStableFunc(diffs, func(a, b Difference) int {
-		switch {
-		case a.Key < b.Key:
-			return -1
-		case a.Key > b.Key:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(diffs, func(a, b Difference) int { return strings.Compare(a.Key, b.Key) })
 	return diffs, nil
 }
 
