@@ -92,25 +92,33 @@ compose() {
   $COMPOSE --env-file "$STUDIO_ENV_FILE" "$@"
 }
 
-# with_progress MESSAGE COMMAND...: runs COMMAND, printing a dot every 5 s
-# so a long step is visibly alive; its output goes to the step log.
+# run_dotted OUT COMMAND...: runs COMMAND with its output appended to OUT,
+# printing a dot every 5 s so a long step is visibly alive; polled each
+# second so a quick one is not held up. Returns COMMAND's status.
+run_dotted() {
+  rd_out=$1
+  shift
+  "$@" >>"$rd_out" 2>&1 &
+  rd_pid=$!
+  rd_ticks=0
+  while kill -0 "$rd_pid" 2>/dev/null; do
+    sleep 1
+    rd_ticks=$((rd_ticks + 1))
+    if [ $((rd_ticks % 5)) -eq 0 ] && kill -0 "$rd_pid" 2>/dev/null; then
+      printf '.' >&2
+    fi
+  done
+  wait "$rd_pid"
+}
+
+# with_progress MESSAGE COMMAND...: a step line for COMMAND, its output in
+# the step log, and the log's last lines when it fails.
 STUDIO_LOG=${STUDIO_LOG:-${TMPDIR:-/tmp}/studio-$(id -u).log}
 with_progress() {
   msg=$1
   shift
   printf '==> %s ' "$msg" >&2
-  "$@" >>"$STUDIO_LOG" 2>&1 &
-  wp_pid=$!
-  # Polled each second so a quick step is not held for 5 s.
-  wp_ticks=0
-  while kill -0 "$wp_pid" 2>/dev/null; do
-    sleep 1
-    wp_ticks=$((wp_ticks + 1))
-    if [ $((wp_ticks % 5)) -eq 0 ] && kill -0 "$wp_pid" 2>/dev/null; then
-      printf '.' >&2
-    fi
-  done
-  if wait "$wp_pid"; then
+  if run_dotted "$STUDIO_LOG" "$@"; then
     printf ' done\n' >&2
   else
     wp_rc=$?

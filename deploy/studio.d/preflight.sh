@@ -81,21 +81,12 @@ pf_path() {
   esac
 }
 
-# pf_run OUT CMD...: runs CMD with its output in OUT, printing a dot every
-# 5 s while it runs, so a slow container start is visibly alive.
+# pf_run OUT CMD...: runs CMD with its output in OUT (emptied first), dots
+# while it runs, so a slow container start is visibly alive.
 pf_run() {
-  pr_out=$1
-  shift
-  "$@" >"$pr_out" 2>&1 &
-  pr_pid=$!
-  pr_n=0
-  while kill -0 "$pr_pid" 2>/dev/null; do
-    sleep 1
-    pr_n=$((pr_n + 1))
-    [ $((pr_n % 5)) -ne 0 ] || printf '.' >&2
-  done
+  : >"$1"
   pr_rc=0
-  wait "$pr_pid" || pr_rc=$?
+  run_dotted "$@" || pr_rc=$?
   printf '\n' >&2
   return "$pr_rc"
 }
