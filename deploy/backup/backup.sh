@@ -107,6 +107,21 @@ SQL
   fi
 }
 
+# reach: wait (up to 60 s) until the database answers. The container
+# runtime's DNS can miss a name for a moment while another container of the
+# stack stops or starts (seen with podman right after `compose stop app`:
+# "could not translate host name "postgres""): a pause here instead of a
+# failed restore or a missed daily dump.
+reach() {
+  n=0
+  until q -d postgres -c 'SELECT 1' >/dev/null 2>"$tmp/reach.err"; do
+    n=$((n + 1))
+    [ $n -lt 30 ] || die "the database does not answer: $(cat "$tmp/reach.err")"
+    [ $n -gt 1 ] || log "waiting for the database: $(cat "$tmp/reach.err")"
+    sleep 2
+  done
+}
+
 manifest_value() { sed -n "s/^$2	//p" "$BACKUP_DIR/$1.manifest" | head -n 1; }
 
 # verify NAME: the dump's sha256 equals its manifest's, and pg_restore can
@@ -135,6 +150,7 @@ dump() {
   (
     set -e
     trap '[ -z "$psql_pid" ] || kill "$psql_pid" 2>/dev/null' EXIT
+    reach
     dump_verified "$name" "$schedule" "$started"
   ) 2>"$tmp/dump.err"
   rc=$?
@@ -245,11 +261,20 @@ restore() {
   valid_name "$1"
   verify "$1"
   log "restoring $1 into $DB_NAME (drop, create, pg_restore)"
-  # Drop and create rather than --clean: tables a newer schema added would
-  # otherwise survive next to the restored ones.
-  q -d postgres -c "DROP DATABASE IF EXISTS \"$DB_NAME\" WITH (FORCE)" >/dev/null
-  q -d postgres -c "CREATE DATABASE \"$DB_NAME\"" >/dev/null
-  pg_restore --exit-on-error --no-owner -d "$DB_NAME" "$BACKUP_DIR/$1" || die "pg_restore failed"
+  attempt=1
+  reach
+  until restore_into "$1" 2>"$tmp/restore.err"; do
+    cat "$tmp/restore.err" >&2
+    # Again only when the connection was lost (every step starts from a
+    # dropped database, so a second attempt is clean): a failure the server
+    # reported, such as a broken dump, would fail the same way again.
+    if [ $attempt -ge 3 ] || ! connection_lost "$tmp/restore.err"; then die "the restore failed (output above)"; fi
+    attempt=$((attempt + 1))
+    log "lost the connection to the database; restoring again (attempt $attempt of 3)"
+    reach
+  done
+  cat "$tmp/restore.err" >&2
+  reach
   compare "$1" "$DB_NAME" || die "the restored database differs from the dump's manifest"
   # The restored backup_runs table predates this dump's own row: put it back
   # (once), so freshness reflects the backups that exist on disk.
@@ -262,6 +287,22 @@ SELECT 'postgres', :'started', :'finished', true, true, :'loc', :'bytes',
 WHERE NOT EXISTS (SELECT 1 FROM backup_runs WHERE kind = 'postgres' AND location = :'loc' AND ok);
 SQL
   log "restored $1"
+}
+
+# restore_into NAME: drop and create the database, then pg_restore NAME.
+# Returns non-zero at the first failing step (no errexit in a condition).
+restore_into() {
+  # Drop and create rather than --clean: tables a newer schema added would
+  # otherwise survive next to the restored ones.
+  q -d postgres -c "DROP DATABASE IF EXISTS \"$DB_NAME\" WITH (FORCE)" >/dev/null || return 1
+  q -d postgres -c "CREATE DATABASE \"$DB_NAME\"" >/dev/null || return 1
+  pg_restore --exit-on-error --no-owner -d "$DB_NAME" "$BACKUP_DIR/$1" || return 1
+}
+
+# connection_lost FILE: FILE (a client's stderr) says the server could not be
+# reached, rather than that it refused something.
+connection_lost() {
+  grep -Eq 'could not translate host name|could not connect|connection to server .* failed|server closed the connection|Connection refused|SSL SYSCALL error' "$1"
 }
 
 # compare NAME DB: row counts and checksums of DB against NAME's manifest;
@@ -293,6 +334,7 @@ drill() {
   valid_name "$name"
   verify "$name"
   log "drill: restoring $name into the scratch database $DRILL_DB"
+  reach
   q -d postgres -c "DROP DATABASE IF EXISTS \"$DRILL_DB\" WITH (FORCE)" >/dev/null
   q -d postgres -c "CREATE DATABASE \"$DRILL_DB\"" >/dev/null
   rc=0

@@ -46,7 +46,27 @@ type summary struct {
 	P50MS    float64        `json:"p50_ms"`
 	P99MS    float64        `json:"p99_ms"`
 	MaxMS    float64        `json:"max_ms"`
+	// The first failures, whole enough to tell who answered (the edge or
+	// the app: Server, the problem body) and when in the run.
+	Failures []failure `json:"failures,omitempty"`
 }
+
+// failure is one failed request as the client saw it.
+type failure struct {
+	AtMS      float64           `json:"at_ms"` // since the probe started
+	LatencyMS float64           `json:"latency_ms"`
+	Outcome   string            `json:"outcome"`
+	Headers   map[string]string `json:"headers,omitempty"`
+	Body      string            `json:"body,omitempty"`
+}
+
+// maxFailures bounds the samples kept; the counts cover the rest.
+const maxFailures = 10
+
+// keptHeaders are the response headers a failure sample keeps.
+var keptHeaders = []string{"Server", "Content-Type", "Retry-After", "X-Request-Id", "Date"}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func main() {
 	var (
@@ -110,16 +130,31 @@ func run(ctx context.Context, client *http.Client, target string, hdrs headers, 
 		latencies []time.Duration
 		s         = summary{Outcomes: map[string]int{}}
 	)
-	record := func(outcome string, ok bool, d time.Duration) {
+	began := time.Now()
+	record := func(outcome string, ok bool, start time.Time, resp *http.Response, body []byte) {
+		d := time.Since(start)
 		mu.Lock()
 		defer mu.Unlock()
 		s.Outcomes[outcome]++
+		latencies = append(latencies, d)
 		if ok {
 			s.OK++
-		} else {
-			s.Failed++
+			return
 		}
-		latencies = append(latencies, d)
+		s.Failed++
+		if len(s.Failures) >= maxFailures {
+			return
+		}
+		f := failure{AtMS: ms(start.Sub(began)), LatencyMS: ms(d), Outcome: outcome, Body: string(body)}
+		if resp != nil {
+			f.Headers = map[string]string{}
+			for _, h := range keptHeaders {
+				if v := resp.Header.Get(h); v != "" {
+					f.Headers[h] = v
+				}
+			}
+		}
+		s.Failures = append(s.Failures, f)
 	}
 	one := func() {
 		defer wg.Done()
@@ -127,7 +162,7 @@ func run(ctx context.Context, client *http.Client, target string, hdrs headers, 
 		// Not bound to ctx: a request sent before the stop still counts.
 		req, err := http.NewRequest(http.MethodGet, target, nil)
 		if err != nil {
-			record("error: "+err.Error(), false, 0)
+			record("error: "+err.Error(), false, start, nil, nil)
 			return
 		}
 		for _, h := range hdrs {
@@ -136,15 +171,17 @@ func run(ctx context.Context, client *http.Client, target string, hdrs headers, 
 		}
 		resp, err := client.Do(req)
 		if err != nil {
-			record("error: "+err.Error(), false, time.Since(start))
+			record("error: "+err.Error(), false, start, nil, nil)
 			return
 		}
+		// The head of the body names who failed and why; the rest is
+		// drained so the connection is reused.
+		head, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		record(fmt.Sprintf("%d", resp.StatusCode), resp.StatusCode == want, time.Since(start))
+		record(fmt.Sprintf("%d", resp.StatusCode), resp.StatusCode == want, start, resp, head)
 	}
 
-	began := time.Now()
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	defer tick.Stop()
 loop:
@@ -162,7 +199,6 @@ loop:
 	s.Seconds = time.Since(began).Seconds()
 	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
 	if n := len(latencies); n > 0 {
-		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 		s.P50MS = ms(latencies[n/2])
 		s.P99MS = ms(latencies[(n*99)/100])
 		s.MaxMS = ms(latencies[n-1])

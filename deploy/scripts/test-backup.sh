@@ -40,7 +40,10 @@ WAIT_SECS=${WAIT_SECS:-300}
 
 t0=$(date +%s)
 log() { printf '[test-backup %4ss] %s\n' "$(($(date +%s) - t0))" "$*" >&2; }
-fail() { log "FAIL: $*"; exit 1; }
+# The reason is repeated as the very last line (after the services' logs),
+# where a CI page that shows only the tail of the output still has it.
+FAILURE=""
+fail() { log "FAIL: $*"; FAILURE=$*; exit 1; }
 pass() { log "ok: $*"; }
 
 work=$(mktemp -d /tmp/test-backup.XXXXXX)
@@ -62,7 +65,7 @@ cleanup() {
   [ -n "$ticker_pid" ] && kill "$ticker_pid" 2>/dev/null && wait "$ticker_pid" 2>/dev/null
   [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null && wait "$service_pid" 2>/dev/null
   rm -rf "$work"
-  if [ $rc -eq 0 ]; then log "PASS in $(($(date +%s) - t0))s"; else log "FAILED (exit $rc)"; fi
+  if [ $rc -eq 0 ]; then log "PASS in $(($(date +%s) - t0))s"; else log "FAILED (exit $rc)${FAILURE:+: $FAILURE}"; fi
   exit $rc
 }
 trap cleanup EXIT
@@ -111,6 +114,10 @@ EOF
 export STUDIO_ENV_FILE="$work/env" COMPOSE_PROJECT_NAME=$PROJECT
 export STUDIO_LOG="$work/studio.log"
 studio() { "$repo/deploy/studio" "$@"; }
+# studio_failed WHAT: fail with the last lines deploy/studio wrote, so the
+# final line of a failed run says why the verb failed.
+studio_failed() { fail "$1; its last output:
+$(tail -n 20 "$work/studio.err")"; }
 compose() { $COMPOSE --env-file "$work/env" -f "$repo/deploy/docker-compose.yml" "$@"; }
 compose config -q || fail "compose config is invalid"
 compose_ready=1
@@ -160,7 +167,7 @@ pass "backup service: read-only, no capabilities, no_new_privs, uid 999, memory 
 
 # --- 2. data -------------------------------------------------------------------
 token=$(studio token create backup-test 2>>"$work/studio.err" | tail -1 | tr -d '\r')
-[ -n "$token" ] || fail "studio token create printed nothing"
+[ -n "$token" ] || studio_failed "studio token create printed nothing"
 # in_net CMD...: a command in the MinIO container, on the internal network.
 in_net() { compose exec -T minio "$@"; }
 # The app's address on the internal network, looked up afresh each time (a
@@ -214,7 +221,7 @@ if compose exec -T app /usr/bin/app help 2>/dev/null | grep -q 'app backup objec
 
 # --- 3. backup -------------------------------------------------------------------
 backup_start=$(date +%s%3N)
-name=$(studio backup 2>>"$work/studio.err") || { cat "$work/studio.err" >&2; fail "studio backup failed"; }
+name=$(studio backup 2>>"$work/studio.err") || studio_failed "studio backup failed"
 backup_ms=$(($(date +%s%3N) - backup_start))
 [[ $name =~ ^studio-[0-9]{8}T[0-9]{6}Z-manual\.dump$ ]] || fail "studio backup printed '$name', not a dump name"
 sums_before=$(pg_sums)
@@ -261,7 +268,7 @@ if studio restore </dev/null 2>"$work/refuse.err"; then fail "restore ran withou
 grep -q -- '--yes' "$work/refuse.err" || fail "the refusal does not name --yes: $(cat "$work/refuse.err")"
 pass "restore refuses without --yes when stdin is not a terminal"
 restore_start=$(date +%s%3N)
-studio restore --yes </dev/null 2>>"$work/studio.err" || { tail -30 "$work/studio.err" >&2; fail "studio restore failed"; }
+studio restore --yes </dev/null 2>>"$work/studio.err" || studio_failed "studio restore failed"
 restore_ms=$(($(date +%s%3N) - restore_start))
 sums_after=$(pg_sums)
 diff <(grep -v '^public.backup_runs' <<<"$sums_before") <(grep -v '^public.backup_runs' <<<"$sums_after") >&2 ||
@@ -287,7 +294,7 @@ pass "studio restore in $((restore_ms / 1000)).$((restore_ms % 1000 / 100))s, af
 
 # --- 6. drill ----------------------------------------------------------------------
 drill_start=$(date +%s%3N)
-studio restore-drill 2>>"$work/studio.err" || { tail -30 "$work/studio.err" >&2; fail "studio restore-drill failed"; }
+studio restore-drill 2>>"$work/studio.err" || studio_failed "studio restore-drill failed"
 drill_ms=$(($(date +%s%3N) - drill_start))
 dbs=$(compose exec -T postgres psql -X -A -t -h /run/postgresql -U studio -d postgres -c "SELECT count(*) FROM pg_database WHERE datname = 'studio_drill'")
 [ "$dbs" = 0 ] || fail "the drill left its scratch database behind"
@@ -298,7 +305,7 @@ grep -q 'public.datasets: checksum' "$work/drill-bad.err" || fail "the drill did
 pass "the drill fails and names public.datasets when its checksum differs"
 
 # --- 7. retention --------------------------------------------------------------------
-for _ in 1 2; do studio backup >/dev/null 2>>"$work/studio.err" || fail "studio backup failed"; done
+for _ in 1 2; do studio backup >/dev/null 2>>"$work/studio.err" || studio_failed "studio backup failed"; done
 manual=$(compose exec -T backup /backup/backup.sh list | cut -f1 | grep -- '-manual\.dump$')
 [ "$(wc -l <<<"$manual")" = 2 ] || fail "BACKUP_KEEP_MANUAL=2 but found: $manual"
 grep -q "$name" <<<"$manual" && fail "the oldest manual dump $name survived retention"
@@ -319,3 +326,7 @@ sys.exit(0 if b.get("status") == "warn" and any(x.get("status") == "warn" and "p
 else
   log "note: this app has no backups readiness check; stale-backup warning not tested"
 fi
+
+# The runtime's DNS blips (backup.sh waits them out) are worth seeing.
+blips=$(grep -cE 'waiting for the database|lost the connection to the database' "$work/studio.err" || true)
+[ "$blips" = 0 ] || log "note: the backup service waited $blips time(s) for the database to answer (container DNS right after a stop or start)"

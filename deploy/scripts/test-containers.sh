@@ -66,7 +66,10 @@ WAIT_SECS=${WAIT_SECS:-300}
 
 t0=$(date +%s)
 log() { printf '[test-containers %4ss] %s\n' "$(($(date +%s) - t0))" "$*" >&2; }
-fail() { log "FAIL: $*"; exit 1; }
+# The reason is repeated as the very last line (after the services' logs),
+# where a CI page that shows only the tail of the output still has it.
+FAILURE=""
+fail() { log "FAIL: $*"; FAILURE=$*; exit 1; }
 pass() { log "ok: $*"; }
 result() { printf '%s\n' "$*" | tee -a "$RESULTS" >&2; }
 now_ms() { date +%s%3N; }
@@ -107,7 +110,7 @@ cleanup() {
   if [ $KEEP_IMAGES -eq 0 ] && [ -n "${ENGINE:-}" ]; then "$ENGINE" rmi -f "$NAIVE_IMAGE" >/dev/null 2>&1; fi
   [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null && wait "$service_pid" 2>/dev/null
   rm -rf "$work"
-  if [ $rc -eq 0 ]; then log "PASS"; else log "FAILED (exit $rc)"; fi
+  if [ $rc -eq 0 ]; then log "PASS"; else log "FAILED (exit $rc)${FAILURE:+: $FAILURE}"; fi
   exit $rc
 }
 trap cleanup EXIT

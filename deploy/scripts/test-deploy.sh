@@ -41,7 +41,10 @@ WAIT_SECS=${WAIT_SECS:-300}
 
 t0=$(date +%s)
 log() { printf '[test-deploy %4ss] %s\n' "$(($(date +%s) - t0))" "$*" >&2; }
-fail() { log "FAIL: $*"; exit 1; }
+# The reason is repeated as the very last line (after the services' logs),
+# where a CI page that shows only the tail of the output still has it.
+FAILURE=""
+fail() { log "FAIL: $*"; FAILURE=$*; exit 1; }
 pass() { log "ok: $*"; }
 result() { printf '%s\n' "$*" | tee -a "$RESULTS" >&2; }
 
@@ -71,7 +74,7 @@ cleanup() {
   done
   [ -n "$service_pid" ] && kill "$service_pid" 2>/dev/null && wait "$service_pid" 2>/dev/null
   rm -rf "$work"
-  if [ $rc -eq 0 ]; then log "PASS"; else log "FAILED (exit $rc)"; fi
+  if [ $rc -eq 0 ]; then log "PASS"; else log "FAILED (exit $rc)${FAILURE:+: $FAILURE}"; fi
   exit $rc
 }
 trap cleanup EXIT
@@ -223,7 +226,8 @@ load_stop() {
   failed=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["failed"])' "$work/load-$1.json")
   result "load during $1: $(cat "$work/load-$1.json")"
   [ "$sent" -gt 0 ] || fail "no request was sent during $1"
-  [ "$failed" = 0 ] || fail "$failed of $sent requests failed during $1"
+  [ "$failed" = 0 ] || fail "$failed of $sent requests failed during $1; the first ones:
+$(python3 -c 'import json,sys; [print(json.dumps(f)) for f in json.load(open(sys.argv[1])).get("failures", [])]' "$work/load-$1.json")"
   pass "$1: $sent requests at $LOAD_RATE/s through the edge, none failed"
 }
 
