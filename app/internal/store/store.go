@@ -57,6 +57,10 @@ type Options struct {
 	// Migrations replaces the embedded migrations (tests run an earlier
 	// release's set this way). Default: migrations.FS.
 	Migrations fs.FS
+
+	// lookup replaces the resolver of the database's host name (tests
+	// make it fail on purpose). Default: pgx's own.
+	lookup pgconn.LookupFunc
 }
 
 // Store is the database handle shared by every request and worker.
@@ -98,6 +102,10 @@ func Open(ctx context.Context, opts Options, log *slog.Logger) (*Store, error) {
 		cfg.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(opts.StatementTimeout.Milliseconds(), 10)
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "finetune-studio"
+	if opts.lookup != nil {
+		cfg.ConnConfig.LookupFunc = opts.lookup
+	}
+	cfg.ConnConfig.LookupFunc = lookupWithRetry(cfg.ConnConfig.LookupFunc, lookupWaits)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("creating database pool: %w", err)
