@@ -15,6 +15,11 @@
 #   2. brings the production stack up with a test domain and a local ACME CA
 #      (Pebble), waits for every service to be healthy, and runs a smoke flow
 #      through the edge over HTTPS: health, token, dataset upload, list;
+#      hardening as the engine applied it: no secret in any container's
+#      environment (values of the secret files, credential-named variables),
+#      each service's pids limit as the compose file sets it; MinIO's TLS from
+#      another client on the internal network (verified with the stack's CA,
+#      refused without it);
 #   2b. model downloads: seeds a model (an object in MinIO and its rows),
 #      asks the API for it through the edge and fetches a file with exactly
 #      the presigned URL the API gave, through the edge (byte-equal); a
@@ -39,7 +44,7 @@
 # .run/test-containers/results.txt).
 set -euo pipefail
 
-usage() { sed -n '2,39p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 COLD=0
 KEEP_IMAGES=0
 for arg in "$@"; do
@@ -753,6 +758,84 @@ assert_hardened minio 0
 [ "$("$ENGINE" network inspect --format '{{.Internal}}' "${PROJECT}_internal")" = true ] ||
   fail "the backends' network is not internal"
 pass "read-only roots, no capabilities, no_new_privs, memory limits, only the edge published, internal network"
+
+# Secrets reach the containers only as files: no container's environment
+# (as the engine reports it, image defaults included) holds the content of
+# any secret file, and no variable named like a credential holds a value
+# rather than naming a file (*_FILE).
+assert_no_secret_env() {
+  local envdir=$work/container-env c svc
+  rm -rf "$envdir"
+  mkdir -p "$envdir"
+  for svc in $(compose ps --services); do
+    c=$(cid "$svc")
+    "$ENGINE" inspect --format '{{json .Config.Env}}' "$c" >"$envdir/$svc.json" ||
+      fail "$svc: cannot read its environment"
+  done
+  python3 - "$work/secrets" "$envdir" <<'PY' || fail "secrets in container environments (listed above)"
+import json, os, re, sys
+secrets_dir, env_dir = sys.argv[1], sys.argv[2]
+secrets = {}
+for name in os.listdir(secrets_dir):
+    content = open(os.path.join(secrets_dir, name)).read().strip()
+    if content:  # gen-secrets.sh leaves the optional ones empty
+        secrets[name] = content
+if not secrets:
+    sys.exit("no non-empty secret in %s: nothing to compare against" % secrets_dir)
+credential = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|KEY")
+# Settings whose names contain a credential word but hold none.
+settings = {"APP_MAX_EVENT_STREAMS_PER_TOKEN"}
+bad, seen = [], 0
+for f in sorted(os.listdir(env_dir)):
+    svc = f[:-len(".json")]
+    for entry in json.load(open(os.path.join(env_dir, f))) or []:
+        seen += 1
+        name, _, value = entry.partition("=")
+        for sname, content in secrets.items():
+            if content in value:
+                bad.append("%s: %s holds the content of secret %s" % (svc, name, sname))
+        if credential.search(name) and not name.endswith("_FILE") and name not in settings:
+            bad.append("%s: %s is a credential-named variable with a value, not a *_FILE path" % (svc, name))
+for b in bad:
+    print(b, file=sys.stderr)
+if seen == 0:
+    sys.exit("no environment entries read")
+sys.exit(1 if bad else 0)
+PY
+}
+assert_no_secret_env
+pass "no secret file's content and no credential-named value in any container's environment ($(compose ps --services | wc -l) containers)"
+
+# A process limit on every long-running service, as the engine applied it:
+# the value the compose file sets (deploy.resources.limits.pids) must be
+# there and be the container's PidsLimit. (Compared with the file, because
+# an engine may apply a default limit of its own to every container.)
+compose config --format json >"$work/compose-config.json"
+for svc in edge app postgres backup minio; do
+  want=$(python3 -c 'import json,sys; s=json.load(open(sys.argv[1]))["services"][sys.argv[2]]
+print(((s.get("deploy") or {}).get("resources") or {}).get("limits", {}).get("pids") or 0)' "$work/compose-config.json" "$svc")
+  got=$("$ENGINE" inspect --format '{{.HostConfig.PidsLimit}}' "$(cid "$svc")")
+  [ "$want" -gt 0 ] || fail "$svc: the compose file sets no pids limit (deploy.resources.limits.pids)"
+  [ "$got" = "$want" ] || fail "$svc: PidsLimit is $got, the compose file sets $want"
+done
+pass "pids limits applied to edge, app, postgres, backup, minio"
+
+# MinIO's TLS, from another client on the internal network: verified with
+# the stack's CA (the certs directory's ca.crt) it answers; without that CA
+# the same request must fail certificate verification (curl exit 60), so a
+# plain-HTTP MinIO or a certificate nobody checks cannot pass.
+minio_probe() {
+  "$ENGINE" run --rm --network "${PROJECT}_internal" --entrypoint curl \
+    -v "$work/certs/ca.crt:/probe/ca.crt:ro" "$("$ENGINE" inspect --format '{{.Config.Image}}' "$(cid minio)")" \
+    -sS --max-time 10 -o /dev/null -w '%{http_code}' "$@" https://minio:9000/minio/health/live
+}
+code=$(minio_probe --cacert /probe/ca.crt 2>"$work/minio-tls.err") ||
+  { cat "$work/minio-tls.err" >&2; fail "TLS to minio:9000 with the stack's CA failed"; }
+[ "$code" = 200 ] || fail "minio:9000 with the stack's CA answered $code"
+rc=0
+minio_probe >/dev/null 2>"$work/minio-notls.err" || rc=$?
+[ "$rc" = 60 ] || { cat "$work/minio-notls.err" >&2; fail "TLS to minio:9000 without the stack's CA: curl exit $rc, want 60 (certificate not verified)"; }
+pass "MinIO TLS: verified with the stack's CA (200), refused without it (curl exit 60)"
 
 # Smoke flow: health, token, dataset upload, list.
 [ "$(status_of "$(url /health)")" = 200 ] || fail "edge /health is not 200"
