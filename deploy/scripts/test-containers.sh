@@ -28,6 +28,10 @@
 #      edge answers 503), starts it (recovers, the app was not restarted);
 #   4. down + up with volumes kept: the dataset and its object are still
 #      there and the edge serves the same certificate (no new ACME order);
+#   4b. rate limits: over a (small, set by the test) static-zone limit one
+#      client gets 429 with Retry-After and the JSON error, another does not;
+#      graceful drain: an upload in flight through the edge during
+#      `compose stop app` completes, the app logs its drain and exits 0;
 #   5. measures the time from `up` to all-healthy against the 30-second limit.
 # Over-limit times are WARNING lines in the results, not failures (timings
 # belong in docs/benchmarks.md, and vary with the machine).
@@ -44,7 +48,7 @@
 # .run/test-containers/results.txt).
 set -euo pipefail
 
-usage() { sed -n '2,44p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,48p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 COLD=0
 KEEP_IMAGES=0
 for arg in "$@"; do
@@ -667,6 +671,9 @@ export APP_IMAGE EDGE_IMAGE DOMAIN=$TEST_DOMAIN ACME_EMAIL=ops@$TEST_DOMAIN
 # ACME_ISSUERS=pinned: the local CA alone, never a public fallback.
 export ACME_CA=https://pebble:14000/dir ACME_ISSUERS=pinned EDGE_BIND_ADDRESS=127.0.0.1
 export HTTP_PORT HTTPS_PORT
+# A small static-zone limit, so the rate-limit check (section 4b) is quick;
+# the static zone (the web UI) is the one no other check here uses.
+export RATE_LIMIT_STATIC_EVENTS=5 RATE_LIMIT_STATIC_WINDOW=1m
 # Download links are signed for the public site; on a test port the port
 # is part of the signed host (compose's default is https://$DOMAIN).
 export S3_PUBLIC_URL=https://$TEST_DOMAIN:$HTTPS_PORT
@@ -973,6 +980,103 @@ pass "edge reused its stored certificate (same fingerprint, no ACME order)"
 listed || fail "dataset $dataset_id is gone after down/up"
 object_stored || fail "the object of dataset $dataset_id is gone after down/up"
 pass "dataset and its object survived down/up"
+
+# --- 4b. rate limits ---------------------------------------------------------
+# The static zone allows RATE_LIMIT_STATIC_EVENTS requests per window per
+# client (exported small above, so compose must pass it to the edge). One
+# client over it gets 429 with Retry-After and the JSON error body; a
+# second client (another address, on the internal network) is unaffected.
+log "rate limit: $((RATE_LIMIT_STATIC_EVENTS + 1)) requests to the static zone (limit $RATE_LIMIT_STATIC_EVENTS per $RATE_LIMIT_STATIC_WINDOW)"
+codes=""
+for _ in $(seq "$RATE_LIMIT_STATIC_EVENTS"); do
+  codes="$codes $(status_of "$(url /)")"
+done
+[ "$codes" = "$(printf ' 200%.0s' $(seq "$RATE_LIMIT_STATIC_EVENTS"))" ] ||
+  fail "under the static limit the edge answered:$codes (want 200 each)"
+code=$(edge_curl -o "$work/ratelimited.json" -D "$work/ratelimited.headers" -w '%{http_code}' "$(url /)")
+[ "$code" = 429 ] || fail "request $((RATE_LIMIT_STATIC_EVENTS + 1)) of the window answered $code, want 429"
+retry_after=$(tr -d '\r' <"$work/ratelimited.headers" | awk -F': *' 'tolower($1) == "retry-after" { print $2 }')
+if ! [[ $retry_after =~ ^[0-9]+$ ]] || [ "$retry_after" -eq 0 ]; then
+  fail "the 429 has no positive Retry-After (got '$retry_after')"
+fi
+tr -d '\r' <"$work/ratelimited.headers" | grep -qi '^content-type: application/json' || fail "the 429 is not application/json"
+python3 -c 'import json,sys; e=json.load(open(sys.argv[1]))["error"]; sys.exit(0 if e["code"] == "rate_limited" and e["message"] else 1)' \
+  "$work/ratelimited.json" || fail "the 429 body is not the rate_limited JSON error: $(head -c 300 "$work/ratelimited.json")"
+other=$("$ENGINE" run --rm --network "${PROJECT}_internal" --entrypoint curl \
+  -v "$work/acme-root.pem:/probe/acme-root.pem:ro" "$("$ENGINE" inspect --format '{{.Config.Image}}' "$(cid minio)")" \
+  -sS --max-time 10 -o /dev/null -w '%{http_code}' --cacert /probe/acme-root.pem \
+  --connect-to "$TEST_DOMAIN:443:edge:443" "https://$TEST_DOMAIN/") || other=000
+[ "$other" = 200 ] || fail "a second client under the limit answered $other while the first is limited, want 200"
+[ "$(status_of "$(url /)")" = 429 ] || fail "the first client is no longer limited after the second client's request"
+pass "rate limit: 429 after $RATE_LIMIT_STATIC_EVENTS requests (Retry-After: $retry_after, rate_limited JSON); another client still 200"
+
+# --- 4c. graceful drain on compose stop -----------------------------------------
+# A slow dataset upload through the edge is in flight when `compose stop app`
+# is issued: it must still complete (201, same sha256), the app must log its
+# drain sequence and exit by itself (exit code 0; an engine kill at the end of
+# stop_grace_period would be 137).
+log "graceful drain: a slow upload through the edge while the app is stopped"
+for i in $(seq 1 6000); do
+  printf '{"messages":[{"role":"user","content":"drain question %06d"},{"role":"assistant","content":"drain answer %06d"}]}\n' "$i" "$i"
+done >"$work/drain.jsonl"
+python3 - "$HTTPS_PORT" "$TEST_DOMAIN" "$work/acme-root.pem" "$token" "$work/drain.jsonl" \
+  "$work/drain.started" "$work/drain.out" <<'PY' &
+# Sends a multipart upload at about 160 KB/s, touches the "started" file
+# once the first chunk is on the wire, and writes "<status> <body>" at the end.
+import http.client, os, socket, ssl, sys, time
+port, host, ca, token, path, started, out = sys.argv[1:]
+data = open(path, "rb").read()
+boundary = "drain-" + os.urandom(8).hex()
+head = ("--%s\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\ndrain-dataset\r\n"
+        "--%s\r\nContent-Disposition: form-data; name=\"file\"; filename=\"drain.jsonl\"\r\n"
+        "Content-Type: application/x-ndjson\r\n\r\n" % (boundary, boundary)).encode()
+body = head + data + ("\r\n--%s--\r\n" % boundary).encode()
+ctx = ssl.create_default_context(cafile=ca)
+# Verified for the site's name, connected to the published loopback port.
+conn = http.client.HTTPConnection("127.0.0.1", int(port))
+conn.sock = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(port)), timeout=120), server_hostname=host)
+conn.putrequest("POST", "/api/v1/datasets", skip_host=True)
+conn.putheader("Host", "%s:%s" % (host, port))
+conn.putheader("Authorization", "Bearer " + token)
+conn.putheader("Content-Type", "multipart/form-data; boundary=" + boundary)
+conn.putheader("Content-Length", str(len(body)))
+conn.endheaders()
+chunk = 16384
+for off in range(0, len(body), chunk):
+    conn.sock.sendall(body[off:off + chunk])
+    if off == chunk:
+        open(started, "w").close()
+    time.sleep(0.1)
+resp = conn.getresponse()
+open(out, "w").write("%d %s" % (resp.status, resp.read().decode()))
+PY
+drain_pid=$!
+drain_started() { [ -e "$work/drain.started" ] || ! kill -0 "$drain_pid" 2>/dev/null; }
+wait_for "the slow upload to start" drain_started
+[ -e "$work/drain.started" ] || fail "the slow upload ended before it started"
+app_cid=$(cid app)
+stop_start=$(now_ms)
+compose stop app >/dev/null 2>&1 || fail "compose stop app failed"
+stop_secs=$(secs_since "$stop_start")
+wait "$drain_pid" || fail "the slow upload's client failed"
+read -r drain_code drain_body <"$work/drain.out" || true
+[ "$drain_code" = 201 ] || fail "the upload in flight during compose stop answered $drain_code: $(head -c 300 <<<"$drain_body")"
+[ "$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["sha256"])' "$drain_body")" = "$(sha256sum "$work/drain.jsonl" | cut -d' ' -f1)" ] ||
+  fail "the upload completed during the drain has a different sha256"
+exit_code=$("$ENGINE" inspect --format '{{.State.ExitCode}}' "$app_cid")
+[ "$exit_code" = 0 ] || fail "the app exited with $exit_code on compose stop (137: killed at the end of stop_grace_period)"
+"$ENGINE" logs "$app_cid" >"$work/app-stop.log" 2>&1
+prev=0
+for line in "shutdown: signal received" "shutdown: readiness now failing" "shutdown: http server drained" \
+  "shutdown: worker pool drained" "shutdown: complete"; do
+  n=$(grep -nF "\"$line\"" "$work/app-stop.log" | tail -1 | cut -d: -f1)
+  [ -n "$n" ] || fail "the app's log has no \"$line\" line after compose stop"
+  [ "$n" -gt "$prev" ] || fail "the app's drain lines are out of order at \"$line\""
+  prev=$n
+done
+! grep -qF 'did not drain in time' "$work/app-stop.log" || fail "the app reports it did not drain in time"
+result "graceful drain: compose stop app took ${stop_secs}s with an upload in flight ($(wc -c <"$work/drain.jsonl") bytes)"
+pass "graceful drain: the in-flight upload completed (201, same sha256), drain sequence logged, app exited 0"
 
 # --- 6. the development override ---------------------------------------------
 log "development override: up with the same images"
