@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -24,6 +25,7 @@ import (
 	"github.com/finetune-studio/finetune-studio/app/internal/config"
 	"github.com/finetune-studio/finetune-studio/app/internal/health"
 	"github.com/finetune-studio/finetune-studio/app/internal/metrics"
+	"github.com/finetune-studio/finetune-studio/app/internal/problem"
 	"github.com/finetune-studio/finetune-studio/app/internal/store"
 	"github.com/finetune-studio/finetune-studio/app/internal/testenv"
 )
@@ -373,6 +375,27 @@ func TestErrorsMapToStatusAndLogOnce(t *testing.T) {
 	}
 	if len(lines) != 1 || lines[0]["level"] != "ERROR" || !strings.Contains(lines[0]["error"].(string), "unexpected EOF") {
 		t.Fatalf("want exactly one ERROR line carrying the cause, got %v", lines)
+	}
+}
+
+// TestUnavailableCarriesRetryAfter: a dependency outage answers 503 with
+// Retry-After, so clients back off instead of hammering a degraded instance.
+func TestUnavailableCarriesRetryAfter(t *testing.T) {
+	f := newFixture(t, func(a *API) {
+		a.route("GET", "/api/v1/test/down", func(w http.ResponseWriter, r *http.Request) error {
+			return fmt.Errorf("querying: %w", problem.ErrUnavailable)
+		})
+		a.route("GET", "/api/v1/test/fail", func(w http.ResponseWriter, r *http.Request) error {
+			return io.ErrUnexpectedEOF
+		})
+	})
+	resp, b := f.do(t, "GET", "/api/v1/test/down", f.token, nil)
+	e := decodeError(t, resp, b)
+	if resp.StatusCode != 503 || e.Error.Code != "service_unavailable" || resp.Header.Get("Retry-After") != "5" {
+		t.Fatalf("got %d %s, Retry-After %q; want 503 service_unavailable with Retry-After 5", resp.StatusCode, b, resp.Header.Get("Retry-After"))
+	}
+	if resp, _ := f.do(t, "GET", "/api/v1/test/fail", f.token, nil); resp.Header.Get("Retry-After") != "" {
+		t.Fatalf("a 500 carries Retry-After %q", resp.Header.Get("Retry-After"))
 	}
 }
 

@@ -123,5 +123,16 @@ func writeProblem(w http.ResponseWriter, e *problem.Error) {
 			body[k] = v
 		}
 	}
+	// A 503 tells clients when to come back, as the edge's own 503s do: a
+	// dependency outage (the database, object storage) is temporary, and a
+	// client that retries at once only adds load to an instance that cannot
+	// serve it. A handler that set its own Retry-After keeps it.
+	if e.Status() == http.StatusServiceUnavailable && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", unavailableRetryAfter)
+	}
 	_ = writeJSON(w, e.Status(), map[string]any{"error": body})
 }
+
+// unavailableRetryAfter is the Retry-After, in seconds, of a 503: the same
+// as the edge's (Caddyfile.snippets, json_errors).
+const unavailableRetryAfter = "5"
