@@ -17,7 +17,7 @@ VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev
 REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.revision=$(REVISION)
 
-.PHONY: all build ui run test test-go lint bench test-containers test-backup test-deploy test-security tools tools-bench tools-containers tools-security fmt clean
+.PHONY: all build ui run test test-go test-faults lint bench test-containers test-backup test-deploy test-security tools tools-bench tools-containers tools-security fmt clean
 
 all: build
 
@@ -47,6 +47,7 @@ test: tools lint test-go ## The whole test suite.
 
 lint:
 	$(GO) vet ./...
+	$(GO) vet -tags faults ./app/internal/faults/
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null; git ls-files --others --exclude-standard '*.go' 2>/dev/null)); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	shellcheck $$(git ls-files '*.sh' .ci/run deploy/studio 2>/dev/null)
@@ -60,6 +61,10 @@ lint:
 
 test-go:
 	$(GO) test -race -timeout $(TEST_TIMEOUT) $(GOTESTFLAGS) ./...
+
+# -v: each scenario logs a RESULT line with what it measured (docs/faults.md).
+test-faults: tools ## The fault suite: outages, restarts, reloads and abusive clients under load, through the edge.
+	$(GO) test -tags faults -race -v -timeout $(TEST_TIMEOUT) $(GOTESTFLAGS) ./app/internal/faults/
 
 bench: tools-bench ## Benchmarks; results go to docs/benchmarks.md by hand.
 	deploy/scripts/bench.sh
