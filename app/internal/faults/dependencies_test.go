@@ -50,6 +50,7 @@ func TestPostgresOutage(t *testing.T) {
 	}
 
 	pg := testenv.StartPostgres(t)
+	before := l.counts()
 	pg.Stop(t)
 	stopped := time.Now()
 	pgUp := false
@@ -103,7 +104,7 @@ func TestPostgresOutage(t *testing.T) {
 		time.Sleep(200 * time.Millisecond) // the outage's length, not a synchronisation
 	}
 	l.requireNoFailures(t)
-	during := l.summary()
+	outage := l.counts()
 
 	pg.Start(t)
 	pgUp = true
@@ -121,7 +122,7 @@ func TestPostgresOutage(t *testing.T) {
 	l.waitOK(t, 50, 2*time.Minute)
 	l.halt()
 	l.requireNoFailures(t)
-	if l.unavailable.Load() == 0 {
+	if outage.unavailable == before.unavailable {
 		t.Fatal("no request saw the outage: the scenario proved nothing")
 	}
 	if app.proc.exited() {
@@ -130,7 +131,7 @@ func TestPostgresOutage(t *testing.T) {
 	t.Logf("RESULT postgres: readyz fail after %s; app 503 slowest %s; edge 503 (%s) after %s; "+
 		"load during outage: %s; readyz pass %s after restart, edge serving %s after restart; load total: %s",
 		toFail.Round(time.Millisecond), directSlowest.Round(time.Millisecond), edgeCode, edgeTook.Round(time.Millisecond),
-		during, appBack.Round(time.Millisecond), edgeBack.Round(time.Millisecond), l.summary())
+		outage.since(before), appBack.Round(time.Millisecond), edgeBack.Round(time.Millisecond), l.summary())
 }
 
 // TestMinIOOutage stops MinIO under read load through the edge. The app
@@ -161,6 +162,7 @@ func TestMinIOOutage(t *testing.T) {
 	l.waitOK(t, 50, 2*time.Minute)
 
 	mi := testenv.StartMinIO(t)
+	before := l.counts()
 	mi.Stop(t)
 	miUp := false
 	t.Cleanup(func() {
@@ -185,7 +187,7 @@ func TestMinIOOutage(t *testing.T) {
 	// rotation: readiness is 200).
 	l.waitOK(t, 100, 2*time.Minute)
 	l.requireNoFailures(t)
-	during := l.summary()
+	outage := l.counts()
 
 	mi.Start(t)
 	miUp = true
@@ -205,5 +207,5 @@ func TestMinIOOutage(t *testing.T) {
 	l.requireNoFailures(t)
 	t.Logf("RESULT minio: readyz warn after %s; upload 503 in %s; reads during outage: %s; "+
 		"upload accepted %s after restart; load total: %s",
-		toWarn.Round(time.Millisecond), uploadTook.Round(time.Millisecond), during, uploadBack.Round(time.Millisecond), l.summary())
+		toWarn.Round(time.Millisecond), uploadTook.Round(time.Millisecond), outage.since(before), uploadBack.Round(time.Millisecond), l.summary())
 }

@@ -3,6 +3,7 @@
 package faults
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
@@ -25,7 +26,8 @@ type load struct {
 	maxLatency  atomic.Int64 // nanoseconds, over every answer
 
 	mu       sync.Mutex
-	failures []string // the first few, for the failure message
+	failures []string       // the first few, for the failure message
+	codes    map[string]int // error codes of the accepted non-2xx answers
 }
 
 type loadSpec struct {
@@ -50,7 +52,7 @@ func (s *stack) startLoad(t *testing.T, spec loadSpec) *load {
 	if spec.timeout == 0 {
 		spec.timeout = 30 * time.Second
 	}
-	l := &load{name: spec.name, stop: make(chan struct{})}
+	l := &load{name: spec.name, stop: make(chan struct{}), codes: map[string]int{}}
 	for w := range spec.workers {
 		c := s.client(spec.sourceIP, spec.timeout)
 		l.wg.Go(func() {
@@ -90,9 +92,14 @@ func (l *load) record(c *http.Client, spec loadSpec, req *http.Request) {
 	default:
 		if err := spec.accept(resp, body); err != nil {
 			l.fail(fmt.Sprintf("%s %s: %v", req.Method, req.URL.Path, err))
-		} else {
-			l.unavailable.Add(1)
+			return
 		}
+		l.unavailable.Add(1)
+		var e apiError
+		_ = json.Unmarshal(body, &e)
+		l.mu.Lock()
+		l.codes[fmt.Sprintf("%d %s", resp.StatusCode, e.Error.Code)]++
+		l.mu.Unlock()
 	}
 }
 
@@ -125,8 +132,23 @@ func (l *load) waitOK(t *testing.T, n int64, timeout time.Duration) {
 }
 
 func (l *load) summary() string {
-	return fmt.Sprintf("%d ok, %d unavailable, %d failed, slowest %s", l.ok.Load(), l.unavailable.Load(),
+	l.mu.Lock()
+	codes := fmt.Sprint(l.codes)
+	l.mu.Unlock()
+	return fmt.Sprintf("%d ok, %d unavailable %s, %d failed, slowest %s", l.ok.Load(), l.unavailable.Load(), codes,
 		l.failed.Load(), time.Duration(l.maxLatency.Load()).Round(time.Millisecond))
+}
+
+// counts is a snapshot of the load's counters, to tell apart what happened
+// in one phase of a scenario.
+type counts struct{ ok, unavailable, failed int64 }
+
+func (l *load) counts() counts {
+	return counts{l.ok.Load(), l.unavailable.Load(), l.failed.Load()}
+}
+
+func (c counts) since(before counts) string {
+	return fmt.Sprintf("%d ok, %d unavailable, %d failed", c.ok-before.ok, c.unavailable-before.unavailable, c.failed-before.failed)
 }
 
 // requireNoFailures fails the test if any request failed.
