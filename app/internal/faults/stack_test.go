@@ -178,6 +178,8 @@ type stackOptions struct {
 	apps int
 	// edgeEnv overrides the edge's environment (rate limits, timeouts).
 	edgeEnv map[string]string
+	// appEnv adds to or overrides the apps' environment.
+	appEnv map[string]string
 }
 
 // newStack starts opts.apps app instances and the edge with the production
@@ -203,6 +205,9 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		"HOME":                 os.Getenv("HOME"),
 		"PATH":                 os.Getenv("PATH"),
 	}}
+	for k, v := range opts.appEnv {
+		s.appEnv[k] = v
+	}
 	s.appCmd(t, "migrate", "up")
 	s.token = s.newToken(t, "faults")
 	var upstreams []string
