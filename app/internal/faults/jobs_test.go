@@ -330,4 +330,3 @@ func (s *stack) bucketObjects(t *testing.T, prefix string) []string {
 	slices.Sort(keys)
 	return keys
 }
-
