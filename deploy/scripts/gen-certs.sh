@@ -11,7 +11,7 @@
 #   OUT_DIR/postgres/server.{crt,key}    for host name "postgres"
 #   OUT_DIR/minio/public.crt, private.key, CAs/ca.crt   MinIO's --certs-dir layout
 # Run it as root (sudo) so the keys get the owners the containers run as:
-# Postgres (uid 999) refuses a key it does not own.
+# Postgres (uid 999) refuses a key it does not own; MinIO runs as uid 1000.
 set -euo pipefail
 
 usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
@@ -22,6 +22,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 OUT=${1:-$here/../certs}
 DAYS=${CERT_DAYS:-825}
 POSTGRES_UID=${POSTGRES_UID:-999}
+MINIO_UID=${MINIO_UID:-1000}
 POSTGRES_NAMES=${POSTGRES_NAMES:-postgres,localhost}
 MINIO_NAMES=${MINIO_NAMES:-minio,localhost}
 
@@ -72,10 +73,11 @@ chmod 0644 "$OUT/postgres/server.crt" "$OUT/minio/public.crt" "$OUT/minio/CAs/ca
 chmod 0600 "$OUT/postgres/server.key" "$OUT/minio/private.key"
 
 if [ "$(id -u)" -eq 0 ]; then
-  # Postgres insists on owning its key (mode 0600); MinIO runs as root in its
-  # official image and reads its key as root.
+  # Postgres insists on owning its key (mode 0600); MinIO runs as uid 1000
+  # in deploy/docker-compose.yml (whose minio-init also hands the key over,
+  # for certificates made before that).
   chown "$POSTGRES_UID:$POSTGRES_UID" "$OUT/postgres/server.key"
-  chown 0:0 "$OUT/minio/private.key"
+  chown "$MINIO_UID:$MINIO_UID" "$OUT/minio/private.key"
 elif [ "$(stat -c %u "$OUT/postgres/server.key")" != "$POSTGRES_UID" ]; then
   log "not root: run 'sudo chown $POSTGRES_UID:$POSTGRES_UID $OUT/postgres/server.key' (Postgres must own its key)"
 fi

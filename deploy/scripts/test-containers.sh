@@ -15,7 +15,9 @@
 #   2. brings the production stack up with a test domain and a local ACME CA
 #      (Pebble), waits for every service to be healthy, and runs a smoke flow
 #      through the edge over HTTPS: health, token, dataset upload, list;
-#      hardening as the engine applied it: no secret in any container's
+#      hardening as the engine applied it: MinIO as uid 1000 (its volume
+#      seeded with root-owned files, as a root MinIO left it, which
+#      minio-init must hand over), no secret in any container's
 #      environment (values of the secret files, credential-named variables),
 #      each service's pids limit as the compose file sets it; MinIO's TLS from
 #      another client on the internal network (verified with the stack's CA,
@@ -48,7 +50,7 @@
 # .run/test-containers/results.txt).
 set -euo pipefail
 
-usage() { sed -n '2,48p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,50p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 COLD=0
 KEEP_IMAGES=0
 for arg in "$@"; do
@@ -113,6 +115,7 @@ cleanup() {
       compose logs --no-color --tail 40 >&2 2>&1
     fi
     compose down -v --remove-orphans >/dev/null 2>&1
+    "$ENGINE" volume rm -f "${PROJECT}_minio-data" >/dev/null 2>&1
     compose_dev down -v --remove-orphans >/dev/null 2>&1
   fi
   [ -n "$ticker_pid" ] && kill "$ticker_pid" 2>/dev/null && wait "$ticker_pid" 2>/dev/null
@@ -726,7 +729,16 @@ acme_root() {
     grep -q 'BEGIN CERTIFICATE' "$work/acme-root.pem"
 }
 
-log "compose up (fresh volumes)"
+# MinIO's volume as a release that ran MinIO as root left it: a private
+# directory and file owned by root. minio-init must hand it to uid 1000
+# (MinIO would not start on it otherwise); every other volume is new.
+minio_image=$(compose config --format json | python3 -c 'import json,sys; print(json.load(sys.stdin)["services"]["minio"]["image"])')
+"$ENGINE" volume create --label "com.docker.compose.project=$PROJECT" \
+  --label com.docker.compose.volume=minio-data "${PROJECT}_minio-data" >/dev/null
+"$ENGINE" run --rm --user 0:0 --entrypoint sh -v "${PROJECT}_minio-data:/data" "$minio_image" \
+  -c 'mkdir -m 0700 /data/.earlier-release && echo old >/data/.earlier-release/object && chmod 0600 /data/.earlier-release/object' ||
+  fail "could not seed a root-owned MinIO volume"
+log "compose up (fresh volumes; MinIO's as an earlier release left it)"
 up_start=$(now_ms)
 compose up -d >"$work/up-1.log" 2>&1 || { cat "$work/up-1.log" >&2; fail "compose up failed"; }
 wait_for "every service healthy" all_healthy
@@ -760,11 +772,15 @@ assert_hardened() {
 assert_hardened edge 65532
 assert_hardened app 65532
 assert_hardened postgres 999
-# The official MinIO image runs as root; it still has no capabilities.
-assert_hardened minio 0
+# MinIO runs as uid 1000 (its image would run it as root); minio-init ran
+# once, exited 0 and handed the earlier release's root-owned files over.
+assert_hardened minio 1000
+[ "$("$ENGINE" inspect --format '{{.State.ExitCode}}' "$(cid minio-init)")" = 0 ] || fail "minio-init did not exit 0"
+[ "$(compose exec -T minio stat -c '%u:%g' /data/.earlier-release/object | tr -d '\r')" = 1000:1000 ] ||
+  fail "minio-init left the earlier release's root-owned MinIO file to root"
 [ "$("$ENGINE" network inspect --format '{{.Internal}}' "${PROJECT}_internal")" = true ] ||
   fail "the backends' network is not internal"
-pass "read-only roots, no capabilities, no_new_privs, memory limits, only the edge published, internal network"
+pass "read-only roots, no capabilities, no_new_privs, memory limits, only the edge published, internal network; MinIO as uid 1000 on a volume an earlier root MinIO left"
 
 # Secrets reach the containers only as files: no container's environment
 # (as the engine reports it, image defaults included) holds the content of
@@ -1016,7 +1032,7 @@ pass "rate limit: 429 after $RATE_LIMIT_STATIC_EVENTS requests (Retry-After: $re
 # drain sequence and exit by itself (exit code 0; an engine kill at the end of
 # stop_grace_period would be 137).
 log "graceful drain: a slow upload through the edge while the app is stopped"
-for i in $(seq 1 6000); do
+for i in $(seq 1 12000); do
   printf '{"messages":[{"role":"user","content":"drain question %06d"},{"role":"assistant","content":"drain answer %06d"}]}\n' "$i" "$i"
 done >"$work/drain.jsonl"
 python3 - "$HTTPS_PORT" "$TEST_DOMAIN" "$work/acme-root.pem" "$token" "$work/drain.jsonl" \
