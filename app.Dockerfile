@@ -33,13 +33,18 @@ RUN --mount=type=cache,target=/go/pkg/mod \
 
 # The runtime's whole filesystem, assembled here because the final stage
 # has no shell: a passwd naming the non-root user, the object mirror's
-# default directory (owned by that user, so a new volume there is writable), Mozilla's CA bundle
+# default directory (owned by that user, so a new volume there is writable),
+# the mount point of the Postgres dumps (owned by the backup service's
+# 999:999, 0750: a backups volume first mounted here, e.g. by a
+# `compose run app`, takes that owner and stays writable for the backup
+# service; the app reads it through group 999), Mozilla's CA bundle
 # (rebuilt from the package's sources, so no trust added to the build
 # machine ever leaks in), Go's time zone database and a sticky /tmp.
 FROM --platform=$BUILDPLATFORM ${GO_IMAGE} AS rootfs
 RUN mkdir -p /rootfs/etc/ssl/certs /rootfs/usr/share /rootfs/tmp /rootfs/backups/objects \
  && chmod 1777 /rootfs/tmp \
  && chown -R 65532:65532 /rootfs/backups \
+ && mkdir -m 0750 /rootfs/backups/postgres && chown 999:999 /rootfs/backups/postgres \
  && echo 'root:x:0:0:root:/root:/sbin/nologin' >/rootfs/etc/passwd \
  && echo 'nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin' >>/rootfs/etc/passwd \
  && printf 'root:x:0:\nnonroot:x:65532:\n' >/rootfs/etc/group \

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/finetune-studio/finetune-studio/app/internal/backup"
 	"github.com/finetune-studio/finetune-studio/app/internal/blob"
@@ -15,13 +16,14 @@ import (
 
 // backupCmd is a parsed "backup" command line.
 type backupCmd struct {
-	action   string // objects, restore-objects or verify-objects
-	target   string // --to (objects) or --from; default BACKUP_OBJECTS_TARGET
+	action   string // objects, restore-objects, verify-objects or postgres-offsite
+	target   string // --to (objects, postgres-offsite) or --from; default BACKUP_OBJECTS_TARGET (BACKUP_POSTGRES_TARGET)
 	toBucket string // restore-objects --to-bucket; default S3_BUCKET
 	against  string // verify-objects --against
 }
 
-const backupUsage = "backup needs: objects [--to TARGET], restore-objects [--from TARGET] [--to-bucket BUCKET], or verify-objects --against BUCKET [--from TARGET]"
+const backupUsage = "backup needs: objects [--to TARGET], restore-objects [--from TARGET] [--to-bucket BUCKET], " +
+	"verify-objects --against BUCKET [--from TARGET], or postgres-offsite [--to TARGET]"
 
 func parseBackupArgs(args []string) (backupCmd, error) {
 	if len(args) == 0 {
@@ -31,7 +33,7 @@ func parseBackupArgs(args []string) (backupCmd, error) {
 	fs := flag.NewFlagSet("backup "+c.action, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	switch c.action {
-	case "objects":
+	case "objects", "postgres-offsite":
 		fs.StringVar(&c.target, "to", "", "")
 	case "restore-objects":
 		fs.StringVar(&c.target, "from", "", "")
@@ -68,6 +70,9 @@ func parseBackupArgs(args []string) (backupCmd, error) {
 // database (it takes the backup lock and records the run); a restore or a
 // verification needs only object storage and the mirror.
 func backupCommand(ctx context.Context, cfg config.Config, c backupCmd, stdout io.Writer, log *slog.Logger) error {
+	if c.action == "postgres-offsite" {
+		return postgresOffsiteCommand(ctx, cfg, c.target, stdout, log)
+	}
 	raw := c.target
 	if raw == "" {
 		raw = cfg.Backup.ObjectsTarget
@@ -130,9 +135,65 @@ func backupCommand(ctx context.Context, cfg config.Config, c backupCmd, stdout i
 	return err
 }
 
+// postgresOffsiteCommand copies the verified dumps to TARGET (default
+// BACKUP_POSTGRES_TARGET). When the periodic copy in serve holds the lock
+// it waits for it (up to offsiteLockWait) and then runs: a copy that
+// started before the newest dump may not include it.
+func postgresOffsiteCommand(ctx context.Context, cfg config.Config, raw string, stdout io.Writer, log *slog.Logger) error {
+	setting := "--to"
+	if raw == "" {
+		raw, setting = cfg.Backup.PostgresTarget, "BACKUP_POSTGRES_TARGET"
+	}
+	if raw == "" {
+		return &exitError{code: 2, msg: "backup postgres-offsite: no target; set BACKUP_POSTGRES_TARGET or pass --to"}
+	}
+	target, err := blob.ParseTarget(raw)
+	if err != nil {
+		return &exitError{code: 2, msg: setting + ": " + err.Error()}
+	}
+	st, err := openStore(ctx, cfg, log, true)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	offsite := backup.NewPostgresOffsite(st, backup.OffsiteConfig{
+		Dir: cfg.Backup.PostgresDir, Target: target, S3: backupS3(cfg), Retention: cfg.Backup.PostgresRetention,
+	}, log)
+	wctx, cancel := context.WithTimeout(ctx, offsiteLockWait)
+	defer cancel()
+	var stats backup.OffsiteStats
+	for {
+		stats, err = offsite.RunOnce(ctx)
+		if !errors.Is(err, backup.ErrBusy) {
+			break
+		}
+		t := time.NewTimer(2 * time.Second)
+		select {
+		case <-wctx.Done():
+			t.Stop()
+			return &exitError{code: 1, msg: "backup postgres-offsite: " + err.Error() + "; gave up waiting after " + offsiteLockWait.String()}
+		case <-t.C:
+		}
+	}
+	for _, name := range stats.Corrupt {
+		fmt.Fprintf(stdout, "CORRUPT %s: does not match its manifest, not copied\n", name)
+	}
+	if err != nil {
+		return &exitError{code: 1, msg: "backup postgres-offsite: " + err.Error()}
+	}
+	_, err = fmt.Fprintf(stdout, "copied the Postgres dumps in %s to %s: %d dumps (%d bytes); copied %d (%d bytes), already there %d, removed by retention %d; verified\n",
+		cfg.Backup.PostgresDir, stats.Location, stats.Dumps, stats.Bytes, stats.Copied, stats.BytesCopied, stats.Skipped, stats.Removed)
+	return err
+}
+
+// offsiteLockWait bounds how long the command waits for a periodic copy
+// holding the lock.
+const offsiteLockWait = 10 * time.Minute
+
 func backupS3(cfg config.Config) blob.TargetS3 {
 	s := cfg.Backup.S3
-	return blob.TargetS3{Endpoint: s.Endpoint, AccessKey: s.AccessKey, SecretKey: s.SecretKey, UseTLS: s.UseTLS, Region: s.Region}
+	return blob.TargetS3{Endpoint: s.Endpoint, AccessKey: s.AccessKey, SecretKey: s.SecretKey, UseTLS: s.UseTLS,
+		CAFile: s.CAFile, Region: s.Region}
 }
 
 // openBlob builds the object storage client from the S3_* settings.

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -90,9 +92,9 @@ func TestBackupCommands(t *testing.T) {
 }
 
 // TestServeBackupFreshnessAndMirror starts serve with a stale Postgres
-// backup recorded and an object mirror due: /readyz warns about postgres
-// only once the periodic mirror has run, the metric carries both kinds, and
-// bucket versioning is on.
+// backup recorded, an object mirror and an off-VM dump copy due: /readyz
+// warns about postgres only once the periodic runs are done, the metric
+// carries all three kinds, and bucket versioning is on.
 func TestServeBackupFreshnessAndMirror(t *testing.T) {
 	env := baseEnv(t)
 	bl := bucketOf(t, env)
@@ -114,8 +116,24 @@ func TestServeBackupFreshnessAndMirror(t *testing.T) {
 	env["BACKUP_MAX_AGE"] = "2h"
 	env["BACKUP_OBJECTS_TARGET"] = dir
 	env["BACKUP_OBJECTS_INTERVAL"] = "1h"
+	// The off-VM dump copy runs next to the mirror, as its own kind.
+	dumps, offsite := t.TempDir(), t.TempDir()
+	dump := "studio-" + time.Now().UTC().Format("20060102T150405Z") + "-daily.dump"
+	sum := sha256.Sum256([]byte("PGDMP"))
+	if err := os.WriteFile(filepath.Join(dumps, dump+".manifest"), []byte("sha256\t"+hex.EncodeToString(sum[:])+"\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dumps, dump), []byte("PGDMP"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	env["BACKUP_POSTGRES_DIR"] = dumps
+	env["BACKUP_POSTGRES_TARGET"] = offsite
 	a := startApp(t, env)
 	a.waitLog(t, `"msg":"object backup done"`)
+	a.waitLog(t, `"msg":"postgres offsite copy done"`)
+	if b, err := os.ReadFile(filepath.Join(offsite, dump)); err != nil || string(b) != "PGDMP" {
+		t.Fatalf("no copy of the dump after the periodic run: %q, %v", b, err)
+	}
 	if _, err := os.Stat(filepath.Join(dir, env["S3_BUCKET"], "manifest.json")); err != nil {
 		t.Fatalf("no manifest after the periodic mirror: %v", err)
 	}
@@ -129,7 +147,7 @@ func TestServeBackupFreshnessAndMirror(t *testing.T) {
 	}
 	b := rep.Checks["backups:responseTime"]
 	if len(b) != 1 || b[0].Status != "warn" || !strings.Contains(b[0].Output, "postgres: newest verified backup is 3h") ||
-		strings.Contains(b[0].Output, "objects") || !strings.Contains(b[0].Output, "run deploy/studio backup; see docs/backups.md") {
+		strings.Contains(b[0].Output, "objects") || strings.Contains(b[0].Output, "postgres-offsite") || !strings.Contains(b[0].Output, "run deploy/studio backup; see docs/backups.md") {
 		t.Fatalf("backups check: got %+v", b)
 	}
 	if v := rep.Checks["bucketVersioning:responseTime"]; len(v) != 1 || v[0].Status != "pass" {
@@ -148,12 +166,69 @@ func TestServeBackupFreshnessAndMirror(t *testing.T) {
 	for _, want := range []string{
 		`backup_last_success_timestamp_seconds{kind="postgres"} ` + strconv.FormatFloat(float64(stale.Unix()), 'g', -1, 64),
 		`backup_last_success_timestamp_seconds{kind="objects"} `,
+		`backup_last_success_timestamp_seconds{kind="postgres-offsite"} `,
 	} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	if strings.Contains(string(metrics), `backup_last_success_timestamp_seconds{kind="objects"} 0`+"\n") {
-		t.Error("objects backup time is 0 after a mirror")
+	for _, kind := range []string{"objects", "postgres-offsite"} {
+		if strings.Contains(string(metrics), `backup_last_success_timestamp_seconds{kind="`+kind+`"} 0`+"\n") {
+			t.Errorf("%s backup time is 0 after a run", kind)
+		}
+	}
+}
+
+// TestBackupPostgresOffsiteCommand drives `app backup postgres-offsite` as
+// deploy/studio backup does: a verified dump is copied with its manifest
+// (exit 0), a rerun copies nothing, a dump that does not match its
+// manifest is named and makes it exit 1, and a missing target is a usage
+// error.
+func TestBackupPostgresOffsiteCommand(t *testing.T) {
+	env := baseEnv(t)
+	dumps, target := t.TempDir(), t.TempDir()
+	writeTestDump := func(name, content, manifestContent string) {
+		sum := sha256.Sum256([]byte(manifestContent))
+		man := "file\t" + name + "\nsha256\t" + hex.EncodeToString(sum[:]) + "\nbytes\t" + strconv.Itoa(len(manifestContent)) + "\n"
+		if err := os.WriteFile(filepath.Join(dumps, name+".manifest"), []byte(man), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dumps, name), []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := "studio-" + time.Now().UTC().Format("20060102T150405Z") + "-manual.dump"
+	writeTestDump(good, "PGDMP good", "PGDMP good")
+
+	if _, errOut, code := runCmd(t, env, "backup", "postgres-offsite"); code != 2 || !strings.Contains(errOut, "BACKUP_POSTGRES_TARGET") {
+		t.Fatalf("without a target: exit %d, stderr %s; want 2 naming BACKUP_POSTGRES_TARGET", code, errOut)
+	}
+	env["BACKUP_POSTGRES_DIR"] = dumps
+	out, errOut, code := runCmd(t, env, "backup", "postgres-offsite", "--to", target)
+	if code != 0 || !strings.Contains(out, "1 dumps") || !strings.Contains(out, "copied 1") {
+		t.Fatalf("postgres-offsite: exit %d, stdout %q, stderr %s", code, out, errOut)
+	}
+	if b, err := os.ReadFile(filepath.Join(target, good)); err != nil || string(b) != "PGDMP good" {
+		t.Fatalf("the copy: %q, %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(target, good+".manifest")); err != nil {
+		t.Fatalf("no manifest beside the copy: %v", err)
+	}
+	env["BACKUP_POSTGRES_TARGET"] = target
+	out, errOut, code = runCmd(t, env, "backup", "postgres-offsite")
+	if code != 0 || !strings.Contains(out, "copied 0") || !strings.Contains(out, "already there 1") {
+		t.Fatalf("rerun: exit %d, stdout %q, stderr %s", code, out, errOut)
+	}
+	bad := "studio-" + time.Now().UTC().Add(time.Second).Format("20060102T150405Z") + "-manual.dump"
+	writeTestDump(bad, "PGDMP flipped", "PGDMP original")
+	out, errOut, code = runCmd(t, env, "backup", "postgres-offsite")
+	if code != 1 || !strings.Contains(out, "CORRUPT "+bad) || !strings.Contains(errOut, "do not match") {
+		t.Fatalf("corrupt dump: exit %d, stdout %q, stderr %s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(target, bad)); !os.IsNotExist(err) {
+		t.Fatalf("the corrupt dump was copied: %v", err)
+	}
+	if _, errOut, code := runCmd(t, env, "backup", "postgres-offsite", "--to", "s3://Bad_Bucket/x"); code != 2 {
+		t.Fatalf("bad --to: exit %d, stderr %s", code, errOut)
 	}
 }

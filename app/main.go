@@ -15,6 +15,8 @@
 //	                            restore the mirror into a bucket (default S3_BUCKET)
 //	app backup verify-objects --against BUCKET [--from TARGET]
 //	                            compare BUCKET with the mirror byte for byte; exit 1 on a difference
+//	app backup postgres-offsite [--to TARGET]
+//	                            copy the verified Postgres dumps off the VM (default BACKUP_POSTGRES_TARGET)
 //
 // Configuration comes from the environment (see docs/configuration.md).
 package main
@@ -82,7 +84,8 @@ const usage = `usage: app [serve]
        app kaggle check
        app backup objects [--to TARGET]
        app backup restore-objects [--from TARGET] [--to-bucket BUCKET]
-       app backup verify-objects --against BUCKET [--from TARGET]`
+       app backup verify-objects --against BUCKET [--from TARGET]
+       app backup postgres-offsite [--to TARGET]`
 
 // run dispatches a subcommand. Output meant for people goes to stdout and
 // stderr; logs go to log.

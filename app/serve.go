@@ -119,6 +119,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	defer stopObjectBackup() // on early returns; the normal path stops it in order below
+	stopOffsite, err := startPostgresOffsite(cfg, st, log.With("component", "backup"))
+	if err != nil {
+		return err
+	}
+	defer stopOffsite() // on early returns; the normal path stops it in order below
 	m.WatchWorkerPool(func() metrics.WorkerPoolStats {
 		s := pool.Stats()
 		return metrics.WorkerPoolStats{Workers: s.Workers, Busy: s.Busy, Queued: s.Queued, Running: s.Running}
@@ -212,6 +217,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	wg.Wait()
 	stopReconciler()
 	stopObjectBackup() // a mirror in progress is cancelled; its run is recorded as failed
+	stopOffsite()      // likewise for a dump copy in progress
 	stopListening()    // the streams are gone; stop the event listener
 	<-listenDone
 	// 5. Close the database pool last: handlers and tasks are done with it.
@@ -254,6 +260,32 @@ func startObjectBackup(cfg config.Config, st *store.Store, bl *blob.Store, log *
 		objects.Schedule(ctx, cfg.Backup.ObjectsInterval, min(cfg.Backup.ObjectsInterval, time.Hour))
 	}()
 	log.Info("object backup scheduled", "target", target.String(), "interval", cfg.Backup.ObjectsInterval.String())
+	return sync.OnceFunc(func() { cancel(); <-done }), nil
+}
+
+// startPostgresOffsite copies the dumps off the VM periodically when
+// BACKUP_POSTGRES_TARGET is set; the returned function stops it, waits, and
+// may be called again. A failed run is retried after one interval, at most
+// an hour.
+func startPostgresOffsite(cfg config.Config, st *store.Store, log *slog.Logger) (func(), error) {
+	if cfg.Backup.PostgresTarget == "" {
+		return func() {}, nil
+	}
+	target, err := blob.ParseTarget(cfg.Backup.PostgresTarget)
+	if err != nil {
+		return nil, fmt.Errorf("BACKUP_POSTGRES_TARGET: %w", err)
+	}
+	offsite := backup.NewPostgresOffsite(st, backup.OffsiteConfig{
+		Dir: cfg.Backup.PostgresDir, Target: target, S3: backupS3(cfg), Retention: cfg.Backup.PostgresRetention,
+	}, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		offsite.Schedule(ctx, cfg.Backup.PostgresInterval, min(cfg.Backup.PostgresInterval, time.Hour))
+	}()
+	log.Info("postgres offsite copy scheduled", "target", target.String(), "dir", cfg.Backup.PostgresDir,
+		"interval", cfg.Backup.PostgresInterval.String())
 	return sync.OnceFunc(func() { cancel(); <-done }), nil
 }
 

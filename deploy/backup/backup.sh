@@ -45,6 +45,13 @@ export PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-10}"
 # No NOTICEs ("database ... does not exist, skipping") in the output.
 export PGOPTIONS='-c client_min_messages=warning'
 
+# Dumps hold every user's data. They are readable by their owner (uid 999)
+# and group 999 only: the app joins group 999 (group_add in the compose
+# file) to copy them off the VM (app backup postgres-offsite), and nobody
+# else on a host directory (BACKUP_DIR) may read them. Hence 0640 files in
+# a 0750 directory, never world-readable.
+umask 0027
+
 log() { printf '%s backup: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -173,6 +180,9 @@ dump() {
 dump_verified() {
   name=$1
   [ -w "$BACKUP_DIR" ] || die "$BACKUP_DIR is not writable by uid $(id -u) (a bind mount must be owned by it)"
+  # A new named volume takes the image's 1777 data directory: close it to
+  # others (see umask above). Not fatal when the directory is not ours.
+  chmod 0750 "$BACKUP_DIR" 2>/dev/null || log "warning: could not chmod 0750 $BACKUP_DIR (owned by $(stat -c %u "$BACKUP_DIR"))"
   # One read-only repeatable-read transaction exports its snapshot; pg_dump
   # dumps exactly that snapshot, and the same transaction then computes the
   # table checksums, so the manifest describes the dump and nothing later.
@@ -211,6 +221,8 @@ dump_verified() {
     # table NAME ROWS CHECKSUM
     awk -F'|' 'NF == 3 { printf "table\t%s\t%s\t%s\n", $1, $2, $3 }' "$tmp/tables"
   } >"$BACKUP_DIR/$name.manifest.partial"
+  # Explicit, whatever mode pg_dump created its file with (umask above).
+  chmod 0640 "$BACKUP_DIR/$name.partial" "$BACKUP_DIR/$name.manifest.partial"
   mv "$BACKUP_DIR/$name.manifest.partial" "$BACKUP_DIR/$name.manifest"
   mv "$BACKUP_DIR/$name.partial" "$BACKUP_DIR/$name"
   # Re-read from disk, after the rename: what restore will read.

@@ -8,7 +8,9 @@ Usage: deploy/studio backup
 
 Takes a Postgres dump now in the backup service (pg_dump -Fc over TLS,
 checked with pg_restore --list and a sha256 manifest, recorded in
-backup_runs) and, when the app has the command, mirrors the object storage
+backup_runs), copies it off the VM when BACKUP_POSTGRES_TARGET is set (app
+backup postgres-offsite: sha256 checked against the manifest, uploaded,
+read back) and, when the app has the command, mirrors the object storage
 (app backup objects). Prints the dump's name on stdout; it lives in the
 backups volume (or BACKUP_DIR). Scheduled dumps need no command: the backup
 service takes one daily at BACKUP_TIME. docs/backups.md.
@@ -40,6 +42,13 @@ studio_backup() {
   name=$(backup_sh now manual) || die "the Postgres dump failed (output above); nothing was recorded as verified"
   [ -n "$name" ] || die "the backup service printed no dump name"
   pass "Postgres dump $name"
+  if [ -n "$(env_value BACKUP_POSTGRES_TARGET)" ]; then
+    app_backup_has postgres-offsite || die "BACKUP_POSTGRES_TARGET is set, but this app has no 'app backup postgres-offsite': deploy a newer release"
+    step "Postgres: copy off the VM"
+    compose exec -T app /usr/bin/app backup postgres-offsite >&2 ||
+      die "copying the dumps off the VM failed (output above); the dump $name itself is verified, on the VM"
+    pass "dumps copied to $(env_value BACKUP_POSTGRES_TARGET)"
+  fi
   if app_backup_has objects; then
     step "objects: mirror the bucket"
     compose exec -T app /usr/bin/app backup objects >&2 || die "the object mirror failed (output above)"

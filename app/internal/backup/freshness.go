@@ -1,5 +1,5 @@
 // Package backup reports whether the deployment's backups are fresh and
-// runs the periodic object mirror.
+// runs the periodic object mirror and the off-VM copy of the Postgres dumps.
 //
 // Every backup writes a row to backup_runs (the Postgres backup service with
 // psql, the object mirror from this package). Freshness is read from those
@@ -28,7 +28,7 @@ type Store interface {
 
 // FreshnessConfig says which backups are expected and how old they may be.
 type FreshnessConfig struct {
-	// Kinds are the expected kinds of backup (postgres, objects).
+	// Kinds are the expected kinds of backup (postgres, objects, postgres-offsite).
 	Kinds []string
 	// MaxAge: older than this is stale. 0 disables the readiness check
 	// (the metric is still published).

@@ -13,7 +13,7 @@ import (
 
 // Run is one backup attempt, a row of backup_runs.
 type Run struct {
-	Kind       string // KindPostgres or KindObjects
+	Kind       string // KindPostgres, KindObjects or KindPostgresOffsite
 	StartedAt  time.Time
 	FinishedAt time.Time
 	OK         bool
@@ -29,6 +29,8 @@ type Run struct {
 const (
 	KindPostgres = "postgres"
 	KindObjects  = "objects"
+	// KindPostgresOffsite: the dumps copied off the VM (PostgresOffsite).
+	KindPostgresOffsite = "postgres-offsite"
 )
 
 // ObjectsLockKey is the Postgres advisory lock that makes one object
@@ -45,8 +47,8 @@ type RunStore interface {
 	WithAdvisoryLock(ctx context.Context, key int64, f func(context.Context) error) (bool, error)
 }
 
-// ErrBusy means another instance is mirroring right now.
-var ErrBusy = errors.New("another object mirror is running (it holds the backup lock)")
+// ErrBusy means another instance is running the same backup right now.
+var ErrBusy = errors.New("another run of this backup is in progress (it holds the backup lock)")
 
 // Objects mirrors the bucket and records each run.
 type Objects struct {
@@ -73,39 +75,24 @@ func (o *Objects) RunOnce(ctx context.Context) (blob.MirrorStats, error) {
 // the lock, so two instances that woke together run once.
 func (o *Objects) run(ctx context.Context, stillDue func(context.Context) (bool, error)) (blob.MirrorStats, error) {
 	var stats blob.MirrorStats
-	var runErr error
-	ran, err := o.st.WithAdvisoryLock(ctx, ObjectsLockKey, func(ctx context.Context) error {
-		if stillDue != nil {
-			due, err := stillDue(ctx)
-			if err != nil || !due {
-				return err
-			}
-		}
+	err := runLocked(ctx, o.st, ObjectsLockKey, stillDue, func(ctx context.Context) (Run, error) {
 		started := o.now()
-		stats, runErr = o.mirror.Run(ctx, o.src)
+		var err error
+		stats, err = o.mirror.Run(ctx, o.src)
 		r := Run{
 			Kind: KindObjects, StartedAt: started, FinishedAt: o.now(),
-			OK: runErr == nil, Verified: runErr == nil && stats.Verified,
+			OK: err == nil, Verified: err == nil && stats.Verified,
 			Location: o.mirror.Location(o.src.Bucket()), Bytes: stats.Bytes,
 			Detail: map[string]any{
 				"objects": stats.Objects, "copied": stats.Copied, "skipped": stats.Skipped,
 				"removed": stats.Removed, "bytes_copied": stats.BytesCopied,
 			},
 		}
-		if runErr != nil {
-			r.Error = runErr.Error()
+		if err != nil {
+			r.Error = err.Error()
 		}
-		// Record even when the run was cancelled: the row says it failed.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		return o.st.RecordBackupRun(rctx, r)
+		return r, err
 	})
-	switch {
-	case err == nil && !ran:
-		return stats, ErrBusy
-	case runErr != nil:
-		return stats, runErr
-	}
 	return stats, err
 }
 
@@ -114,10 +101,69 @@ func (o *Objects) run(ctx context.Context, stillDue func(context.Context) (bool,
 // verified one finished, so restarts and extra replicas do not add runs,
 // and a failed run is retried retry after it started.
 func (o *Objects) Schedule(ctx context.Context, interval, retry time.Duration) {
+	periodic{st: o.st, kind: KindObjects, now: o.now, log: o.log,
+		run: func(ctx context.Context, stillDue func(context.Context) (bool, error)) error {
+			stats, err := o.run(ctx, stillDue)
+			switch {
+			case errors.Is(err, ErrBusy), ctx.Err() != nil:
+			case err != nil:
+				o.log.Error("object backup failed", "error", err.Error(), "retry_in", retry.String())
+			case stats.Location != "":
+				o.log.Info("object backup done", "location", stats.Location, "objects", stats.Objects,
+					"copied", stats.Copied, "skipped", stats.Skipped, "removed", stats.Removed, "bytes_copied", stats.BytesCopied)
+			}
+			return err
+		}}.schedule(ctx, interval, retry)
+}
+
+// runLocked runs do under the advisory lock key (when stillDue, if set,
+// still says the run is due) and records the Run it returns in backup_runs
+// whether it succeeded or not, even when ctx was cancelled. It returns
+// ErrBusy without running or recording anything when another session holds
+// the lock, and do's error otherwise.
+func runLocked(ctx context.Context, st RunStore, key int64, stillDue func(context.Context) (bool, error),
+	do func(context.Context) (Run, error)) error {
+	var runErr error
+	ran, err := st.WithAdvisoryLock(ctx, key, func(ctx context.Context) error {
+		if stillDue != nil {
+			due, err := stillDue(ctx)
+			if err != nil || !due {
+				return err
+			}
+		}
+		var r Run
+		r, runErr = do(ctx)
+		// Record even when the run was cancelled: the row says it failed.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		return st.RecordBackupRun(rctx, r)
+	})
+	switch {
+	case err == nil && !ran:
+		return ErrBusy
+	case runErr != nil:
+		return runErr
+	}
+	return err
+}
+
+// periodic is a backup whose schedule lives in backup_runs (see
+// Objects.Schedule).
+type periodic struct {
+	st   RunStore
+	kind string
+	now  func() time.Time
+	log  *slog.Logger
+	// run runs the backup once if stillDue says so under its lock, and
+	// logs its own outcome.
+	run func(ctx context.Context, stillDue func(context.Context) (bool, error)) error
+}
+
+func (p periodic) schedule(ctx context.Context, interval, retry time.Duration) {
 	for {
-		wait, err := o.untilDue(ctx, interval, retry)
+		wait, err := p.untilDue(ctx, interval, retry)
 		if err != nil {
-			o.log.Warn("object backup: reading the schedule failed", "error", err.Error(), "retry_in", retry.String())
+			p.log.Warn("backup: reading the schedule failed", "kind", p.kind, "error", err.Error(), "retry_in", retry.String())
 			wait = retry
 		}
 		t := time.NewTimer(wait)
@@ -127,18 +173,10 @@ func (o *Objects) Schedule(ctx context.Context, interval, retry time.Duration) {
 			return
 		case <-t.C:
 		}
-		stats, err := o.run(ctx, func(ctx context.Context) (bool, error) {
-			w, err := o.untilDue(ctx, interval, retry)
+		err = p.run(ctx, func(ctx context.Context) (bool, error) {
+			w, err := p.untilDue(ctx, interval, retry)
 			return w <= 0, err
 		})
-		switch {
-		case errors.Is(err, ErrBusy), ctx.Err() != nil:
-		case err != nil:
-			o.log.Error("object backup failed", "error", err.Error(), "retry_in", retry.String())
-		case stats.Location != "":
-			o.log.Info("object backup done", "location", stats.Location, "objects", stats.Objects,
-				"copied", stats.Copied, "skipped", stats.Skipped, "removed", stats.Removed, "bytes_copied", stats.BytesCopied)
-		}
 		if err != nil {
 			// Busy, failed or unreadable: look again no sooner than retry.
 			t := time.NewTimer(retry)
@@ -153,23 +191,23 @@ func (o *Objects) Schedule(ctx context.Context, interval, retry time.Duration) {
 }
 
 // untilDue is how long until the next run is due (<= 0: now).
-func (o *Objects) untilDue(ctx context.Context, interval, retry time.Duration) (time.Duration, error) {
-	last, err := o.st.LastVerifiedBackups(ctx, []string{KindObjects})
+func (p periodic) untilDue(ctx context.Context, interval, retry time.Duration) (time.Duration, error) {
+	last, err := p.st.LastVerifiedBackups(ctx, []string{p.kind})
 	if err != nil {
 		return 0, err
 	}
-	due := o.now()
-	if at, ok := last[KindObjects]; ok {
+	due := p.now()
+	if at, ok := last[p.kind]; ok {
 		due = at.Add(interval)
 	}
-	attempt, ok, err := o.st.LastBackupAttempt(ctx, KindObjects)
+	attempt, ok, err := p.st.LastBackupAttempt(ctx, p.kind)
 	if err != nil {
 		return 0, err
 	}
-	if ok && attempt.Add(retry).After(due) && !attempt.Before(last[KindObjects]) {
+	if ok && attempt.Add(retry).After(due) && !attempt.Before(last[p.kind]) {
 		due = attempt.Add(retry)
 	}
-	return due.Sub(o.now()), nil
+	return due.Sub(p.now()), nil
 }
 
 // Versioner turns on bucket versioning; *blob.Store satisfies it.

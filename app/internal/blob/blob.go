@@ -94,14 +94,14 @@ func newTransport(caFile string) (*http.Transport, error) {
 	}
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
-		return nil, fmt.Errorf("reading S3_CA_FILE: %w", err)
+		return nil, fmt.Errorf("reading the CA file: %w", err)
 	}
 	pool, err := x509.SystemCertPool()
 	if err != nil || pool == nil {
 		pool = x509.NewCertPool()
 	}
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, errors.New("S3_CA_FILE holds no PEM certificate")
+		return nil, fmt.Errorf("the CA file %s holds no PEM certificate", caFile)
 	}
 	if t.TLSClientConfig == nil {
 		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}

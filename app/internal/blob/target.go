@@ -96,7 +96,39 @@ type TargetS3 struct {
 	AccessKey string
 	SecretKey string
 	UseTLS    bool
+	CAFile    string // PEM bundle trusted in addition to the system roots
 	Region    string
+}
+
+// targetClient connects to an s3:// target's endpoint and creates its
+// bucket when missing (safe to race with another instance doing the same).
+func targetClient(ctx context.Context, t Target, s3 TargetS3) (*minio.Client, error) {
+	transport, err := newTransport(s3.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	client, err := minio.New(s3.Endpoint, &minio.Options{
+		Creds:     credentials.NewStaticV4(s3.AccessKey, s3.SecretKey, ""),
+		Secure:    s3.UseTLS,
+		Transport: transport,
+		Region:    s3.Region,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating backup target client: %w", err)
+	}
+	ok, err := client.BucketExists(ctx, t.Bucket)
+	if err != nil {
+		return nil, fmt.Errorf("checking backup target bucket: %w", mapErr(err))
+	}
+	if !ok {
+		if err := client.MakeBucket(ctx, t.Bucket, minio.MakeBucketOptions{Region: s3.Region}); err != nil {
+			code := minio.ToErrorResponse(err).Code
+			if code != "BucketAlreadyOwnedByYou" && code != "BucketAlreadyExists" {
+				return nil, fmt.Errorf("creating backup target bucket: %w", mapErr(err))
+			}
+		}
+	}
+	return client, nil
 }
 
 // mirrorStore is the storage under one mirror: content-addressed data
@@ -132,30 +164,9 @@ func openMirrorStore(ctx context.Context, t Target, s3 TargetS3, bucket string) 
 		}
 		return dirStore{root: root}, nil
 	}
-	transport, err := minio.DefaultTransport(s3.UseTLS)
+	client, err := targetClient(ctx, t, s3)
 	if err != nil {
 		return nil, err
-	}
-	client, err := minio.New(s3.Endpoint, &minio.Options{
-		Creds:     credentials.NewStaticV4(s3.AccessKey, s3.SecretKey, ""),
-		Secure:    s3.UseTLS,
-		Transport: transport,
-		Region:    s3.Region,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("creating backup target client: %w", err)
-	}
-	ok, err := client.BucketExists(ctx, t.Bucket)
-	if err != nil {
-		return nil, fmt.Errorf("checking backup target bucket: %w", mapErr(err))
-	}
-	if !ok {
-		if err := client.MakeBucket(ctx, t.Bucket, minio.MakeBucketOptions{Region: s3.Region}); err != nil {
-			code := minio.ToErrorResponse(err).Code
-			if code != "BucketAlreadyOwnedByYou" && code != "BucketAlreadyExists" {
-				return nil, fmt.Errorf("creating backup target bucket: %w", mapErr(err))
-			}
-		}
 	}
 	return s3Store{client: client, target: t, prefix: path.Join(t.Prefix, bucket)}, nil
 }

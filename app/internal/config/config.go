@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -68,16 +69,29 @@ type Backup struct {
 	ObjectsTarget string
 	// ObjectsInterval is the time between two periodic mirrors.
 	ObjectsInterval time.Duration
-	// S3 is the endpoint of an s3:// ObjectsTarget.
+	// PostgresTarget is where the backup service's dumps are copied off
+	// the VM: a directory, or s3://bucket/prefix on BackupS3. Empty: no
+	// off-VM copy.
+	PostgresTarget string
+	// PostgresDir is where the dumps are (the backups volume, read-only).
+	PostgresDir string
+	// PostgresInterval is the time between two periodic off-VM copies.
+	PostgresInterval time.Duration
+	// PostgresRetention: a copy whose dump is gone from PostgresDir is
+	// deleted from PostgresTarget once the dump is this old; 0 keeps all.
+	PostgresRetention time.Duration
+	// S3 is the endpoint of an s3:// ObjectsTarget or PostgresTarget.
 	S3 BackupS3
 }
 
-// BackupS3 is an S3-compatible endpoint that holds the object mirror.
+// BackupS3 is an S3-compatible endpoint that holds the object mirror or
+// the off-VM dump copies.
 type BackupS3 struct {
 	Endpoint  string // host[:port], no scheme
 	AccessKey string // secret
 	SecretKey string // secret
 	UseTLS    bool
+	CAFile    string // PEM bundle trusted in addition to the system roots
 	Region    string
 }
 
@@ -541,7 +555,7 @@ func (p *parser) parse() Config {
 }
 
 // BackupKinds are the kinds of backup the app knows (backup_runs.kind).
-var BackupKinds = []string{"postgres", "objects"}
+var BackupKinds = []string{"postgres", "objects", "postgres-offsite"}
 
 func (p *parser) backup(c *Config) {
 	const day = 24 * time.Hour
@@ -549,7 +563,7 @@ func (p *parser) backup(c *Config) {
 	if c.Backup.MaxAge > 0 && c.Backup.MaxAge < time.Hour {
 		p.add("BACKUP_MAX_AGE", "out of range: %s is below 1h (0 disables the check)", c.Backup.MaxAge)
 	}
-	for _, k := range strings.Split(p.str("BACKUP_KINDS", strings.Join(BackupKinds, ",")), ",") {
+	for _, k := range strings.Split(p.str("BACKUP_KINDS", "postgres,objects"), ",") {
 		k = strings.TrimSpace(k)
 		switch {
 		case k == "" || slices.Contains(c.Backup.Kinds, k):
@@ -561,26 +575,76 @@ func (p *parser) backup(c *Config) {
 	}
 	c.Backup.ObjectsTarget = p.str("BACKUP_OBJECTS_TARGET", "")
 	c.Backup.ObjectsInterval = p.duration("BACKUP_OBJECTS_INTERVAL", day, time.Minute, 30*day)
+	c.Backup.PostgresTarget = p.str("BACKUP_POSTGRES_TARGET", "")
+	c.Backup.PostgresDir = p.str("BACKUP_POSTGRES_DIR", "/backups/postgres")
+	c.Backup.PostgresInterval = p.duration("BACKUP_POSTGRES_INTERVAL", time.Hour, time.Minute, 30*day)
+	c.Backup.PostgresRetention = p.duration("BACKUP_POSTGRES_RETENTION", 35*day, 0, 3650*day)
+	if c.Backup.PostgresRetention > 0 && c.Backup.PostgresRetention < day {
+		p.add("BACKUP_POSTGRES_RETENTION", "out of range: %s is below 24h (0 keeps every copy)", c.Backup.PostgresRetention)
+	}
 	c.Backup.S3.Endpoint = p.str("BACKUP_S3_ENDPOINT", "")
 	c.Backup.S3.AccessKey = p.str("BACKUP_S3_ACCESS_KEY", "")
 	c.Backup.S3.SecretKey = p.str("BACKUP_S3_SECRET_KEY", "")
 	c.Backup.S3.UseTLS = p.boolean("BACKUP_S3_USE_TLS", true)
+	c.Backup.S3.CAFile = p.str("BACKUP_S3_CA_FILE", "")
+	if c.Backup.S3.CAFile != "" {
+		if _, err := p.readFile(c.Backup.S3.CAFile); err != nil {
+			p.add("BACKUP_S3_CA_FILE", "cannot read: %v", unwrapPathError(err))
+		}
+	}
 	c.Backup.S3.Region = p.str("BACKUP_S3_REGION", "us-east-1")
-	if c.Backup.ObjectsTarget == "" {
+
+	needS3 := ""
+	objects, objectsOK := p.backupTarget("BACKUP_OBJECTS_TARGET", c.Backup.ObjectsTarget)
+	if objectsOK && objects.Bucket != "" {
+		needS3 = "BACKUP_OBJECTS_TARGET"
+	}
+	if c.Backup.PostgresTarget != "" {
+		// Expected as soon as it is configured: a copy that silently
+		// stopped must show in /readyz like a dump that did.
+		if !slices.Contains(c.Backup.Kinds, "postgres-offsite") {
+			c.Backup.Kinds = append(c.Backup.Kinds, "postgres-offsite")
+		}
+		if !filepath.IsAbs(c.Backup.PostgresDir) {
+			p.add("BACKUP_POSTGRES_DIR", "malformed: %q must be an absolute directory (where the backups volume is mounted)", c.Backup.PostgresDir)
+		}
+		pg, ok := p.backupTarget("BACKUP_POSTGRES_TARGET", c.Backup.PostgresTarget)
+		switch {
+		case !ok:
+		case objectsOK && pg == objects:
+			p.add("BACKUP_POSTGRES_TARGET", "conflict: the same target as BACKUP_OBJECTS_TARGET; give the dumps their own prefix or directory (e.g. s3://bucket/postgres)")
+		case pg.Dir != "" && filepath.IsAbs(c.Backup.PostgresDir) &&
+			(pg.Dir == filepath.Clean(c.Backup.PostgresDir) || strings.HasPrefix(pg.Dir, filepath.Clean(c.Backup.PostgresDir)+"/")):
+			p.add("BACKUP_POSTGRES_TARGET", "conflict: %s is inside BACKUP_POSTGRES_DIR, where the dumps already are", pg.Dir)
+		case pg.Bucket != "" && needS3 == "":
+			needS3 = "BACKUP_POSTGRES_TARGET"
+		}
+	} else if slices.Contains(c.Backup.Kinds, "postgres-offsite") {
+		p.add("BACKUP_KINDS", "conflict: postgres-offsite is expected but BACKUP_POSTGRES_TARGET is empty (nothing would ever make that backup)")
+	}
+	if needS3 == "" {
 		return
 	}
-	if _, err := blob.ParseTarget(c.Backup.ObjectsTarget); err != nil {
-		p.add("BACKUP_OBJECTS_TARGET", "malformed: %v", err)
-		return
+	if c.Backup.S3.Endpoint == "" || strings.Contains(c.Backup.S3.Endpoint, "/") {
+		p.add("BACKUP_S3_ENDPOINT", "missing or malformed: an s3:// %s needs host:port without a scheme", needS3)
 	}
-	if strings.HasPrefix(c.Backup.ObjectsTarget, "s3://") {
-		if c.Backup.S3.Endpoint == "" || strings.Contains(c.Backup.S3.Endpoint, "/") {
-			p.add("BACKUP_S3_ENDPOINT", "missing or malformed: an s3:// BACKUP_OBJECTS_TARGET needs host:port without a scheme")
-		}
-		if c.Backup.S3.AccessKey == "" || c.Backup.S3.SecretKey == "" {
-			p.add("BACKUP_S3_ACCESS_KEY", "missing: an s3:// BACKUP_OBJECTS_TARGET needs BACKUP_S3_ACCESS_KEY and BACKUP_S3_SECRET_KEY (or their _FILE forms)")
-		}
+	if c.Backup.S3.AccessKey == "" || c.Backup.S3.SecretKey == "" {
+		p.add("BACKUP_S3_ACCESS_KEY", "missing: an s3:// %s needs BACKUP_S3_ACCESS_KEY and BACKUP_S3_SECRET_KEY (or their _FILE forms)", needS3)
 	}
+}
+
+// backupTarget parses a backup target setting; ok is false when it is
+// empty or malformed (reported).
+func (p *parser) backupTarget(name, v string) (blob.Target, bool) {
+	if v == "" {
+		return blob.Target{}, false
+	}
+	t, err := blob.ParseTarget(v)
+	if err != nil {
+		p.add(name, "malformed: %v", err)
+		return blob.Target{}, false
+	}
+	return t, true
 }
 
 func hfModelIDMatch(s string) bool { return hfModelIDRe.MatchString(s) }

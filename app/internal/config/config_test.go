@@ -420,3 +420,71 @@ func TestKaggleSimulatorIsDevelopmentOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestPostgresOffsiteTarget: the off-VM dump copy adds its kind to the
+// expected backups when configured, and every bad combination is refused
+// naming the variable to fix.
+func TestPostgresOffsiteTarget(t *testing.T) {
+	c, err := Parse(valid(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Backup.PostgresTarget != "" || !slices.Equal(c.Backup.Kinds, []string{"postgres", "objects"}) ||
+		c.Backup.PostgresDir != "/backups/postgres" || c.Backup.PostgresInterval != time.Hour ||
+		c.Backup.PostgresRetention != 35*24*time.Hour {
+		t.Fatalf("defaults: got target %q kinds %v dir %q interval %s retention %s", c.Backup.PostgresTarget,
+			c.Backup.Kinds, c.Backup.PostgresDir, c.Backup.PostgresInterval, c.Backup.PostgresRetention)
+	}
+	s3 := map[string]string{"BACKUP_S3_ENDPOINT": "s3.example.com:443", "BACKUP_S3_ACCESS_KEY": "k", "BACKUP_S3_SECRET_KEY": "s"}
+	for _, tc := range []struct {
+		name string
+		set  map[string]string
+		s3   bool
+		// want is "VAR: reason prefix"; empty means valid.
+		want string
+	}{
+		{"s3 target", map[string]string{"BACKUP_POSTGRES_TARGET": "s3://offsite/studio/postgres"}, true, ""},
+		{"directory target", map[string]string{"BACKUP_POSTGRES_TARGET": "/mnt/nas/studio"}, false, ""},
+		{"keep forever", map[string]string{"BACKUP_POSTGRES_TARGET": "/mnt/nas/studio", "BACKUP_POSTGRES_RETENTION": "0"}, false, ""},
+		{"relative directory", map[string]string{"BACKUP_POSTGRES_TARGET": "backups/pg"}, false, "BACKUP_POSTGRES_TARGET: malformed"},
+		{"other scheme", map[string]string{"BACKUP_POSTGRES_TARGET": "https://bucket.example.com/x"}, true, "BACKUP_POSTGRES_TARGET: malformed"},
+		{"bad bucket", map[string]string{"BACKUP_POSTGRES_TARGET": "s3://Bad_Bucket/x"}, true, "BACKUP_POSTGRES_TARGET: malformed"},
+		{"s3 without endpoint", map[string]string{"BACKUP_POSTGRES_TARGET": "s3://offsite/pg"}, false, "BACKUP_S3_ENDPOINT: missing"},
+		{"s3 without keys", map[string]string{"BACKUP_POSTGRES_TARGET": "s3://offsite/pg", "BACKUP_S3_ENDPOINT": "s3.example.com:443"}, false, "BACKUP_S3_ACCESS_KEY: missing"},
+		{"endpoint with scheme", map[string]string{"BACKUP_POSTGRES_TARGET": "s3://offsite/pg", "BACKUP_S3_ENDPOINT": "https://s3.example.com/",
+			"BACKUP_S3_ACCESS_KEY": "k", "BACKUP_S3_SECRET_KEY": "s"}, false, "BACKUP_S3_ENDPOINT: missing or malformed"},
+		{"same as the object mirror", map[string]string{"BACKUP_POSTGRES_TARGET": "s3://offsite/x/", "BACKUP_OBJECTS_TARGET": "s3://offsite/x"}, true, "BACKUP_POSTGRES_TARGET: conflict"},
+		{"inside the dump directory", map[string]string{"BACKUP_POSTGRES_TARGET": "/backups/postgres/copy"}, false, "BACKUP_POSTGRES_TARGET: conflict"},
+		{"relative dump directory", map[string]string{"BACKUP_POSTGRES_TARGET": "/mnt/nas", "BACKUP_POSTGRES_DIR": "dumps"}, false, "BACKUP_POSTGRES_DIR: malformed"},
+		{"short retention", map[string]string{"BACKUP_POSTGRES_TARGET": "/mnt/nas", "BACKUP_POSTGRES_RETENTION": "2h"}, false, "BACKUP_POSTGRES_RETENTION: out of range"},
+		{"interval too short", map[string]string{"BACKUP_POSTGRES_TARGET": "/mnt/nas", "BACKUP_POSTGRES_INTERVAL": "10s"}, false, "BACKUP_POSTGRES_INTERVAL: out of range"},
+		{"kind expected without target", map[string]string{"BACKUP_KINDS": "postgres,postgres-offsite"}, false, "BACKUP_KINDS: conflict"},
+		{"unreadable CA file", map[string]string{"BACKUP_POSTGRES_TARGET": "s3://offsite/pg", "BACKUP_S3_CA_FILE": "/nonexistent/ca.crt"}, true, "BACKUP_S3_CA_FILE: cannot read"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := valid()
+			if tc.s3 {
+				for k, v := range s3 {
+					env[k] = v
+				}
+			}
+			for k, v := range tc.set {
+				env[k] = v
+			}
+			c, err := Parse(env, nil)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("got %v, want valid", err)
+				}
+				if !slices.Contains(c.Backup.Kinds, "postgres-offsite") {
+					t.Fatalf("kinds %v: want postgres-offsite added when BACKUP_POSTGRES_TARGET is set", c.Backup.Kinds)
+				}
+				return
+			}
+			name, reason, _ := strings.Cut(tc.want, ": ")
+			if p := problemsOf(t, err); !hasProblem(p, name, reason) {
+				t.Fatalf("got %v, want %s", p, tc.want)
+			}
+		})
+	}
+}

@@ -13,7 +13,8 @@ import (
 )
 
 // RecordBackupRun inserts a finished run into backup_runs (migration
-// 00009). The Postgres backup service writes its rows with psql.
+// 00009; 00010 adds the kind postgres-offsite). The Postgres backup
+// service writes its rows with psql.
 func (s *Store) RecordBackupRun(ctx context.Context, r backup.Run) error {
 	detail, err := json.Marshal(r.Detail)
 	if err != nil {
