@@ -19,14 +19,18 @@
 #      manifest checksum is altered;
 #   7. retention keeps BACKUP_KEEP_MANUAL manual dumps;
 #   8. a stale backup (finished_at aged past BACKUP_MAX_AGE) turns /readyz
-#      to warn, when the app has the backups readiness check.
+#      to warn, when the app has the backups readiness check;
+#   9. off the VM: every verified dump is in BACKUP_POSTGRES_TARGET (a second
+#      bucket on the stack's MinIO stands in for another provider's) with
+#      its manifest, its sha256 equal to the manifest's; the dump retention
+#      removed from the VM is still there; the runs are recorded verified.
 # Works with a Docker engine or podman (as test-containers.sh: its API
 # socket, health checks ticked here). Everything started is removed on exit.
 #
 # Usage: deploy/scripts/test-backup.sh
 set -euo pipefail
 
-usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 case ${1:-} in -h | --help) usage ;; "") ;; *) usage ;; esac
 
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -36,6 +40,7 @@ export PATH="$TOOLS_DIR/bin:$PATH"
 APP_IMAGE=localhost/finetune-studio/app:test-backup
 GO_IMAGE=docker.io/library/golang:1.26-bookworm
 PROJECT=fsbk$$
+OFFSITE_BUCKET=offsite-copy
 WAIT_SECS=${WAIT_SECS:-300}
 
 t0=$(date +%s)
@@ -110,7 +115,13 @@ MINIO_IMAGE=${MINIO_IMAGE:-quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z}
 INTERNAL_SUBNET=172.30.$((RANDOM % 150 + 60)).0/24
 BACKUP_KEEP_MANUAL=2
 BACKUP_MAX_AGE=1h
+BACKUP_POSTGRES_TARGET=s3://$OFFSITE_BUCKET/studio/postgres
+BACKUP_S3_ENDPOINT=minio:9000
+BACKUP_S3_CA_FILE=/etc/finetune-studio/ca.crt
 EOF
+# Step 9's "remote": the stack's MinIO, with its root keys as the backup keys.
+cp "$work/secrets/minio_root_user" "$work/secrets/backup_s3_access_key"
+cp "$work/secrets/minio_root_password" "$work/secrets/backup_s3_secret_key"
 export STUDIO_ENV_FILE="$work/env" COMPOSE_PROJECT_NAME=$PROJECT
 export STUDIO_LOG="$work/studio.log"
 studio() { "$repo/deploy/studio" "$@"; }
@@ -326,6 +337,42 @@ sys.exit(0 if b.get("status") == "warn" and any(x.get("status") == "warn" and "p
 else
   log "note: this app has no backups readiness check; stale-backup warning not tested"
 fi
+
+# --- 9. off the VM ----------------------------------------------------------------------
+# s3get PATH [curl args]: GET https://localhost:9000/PATH inside MinIO,
+# signed with the root keys (the same keys the app was given as backup keys).
+s3get() {
+  local p=$1
+  shift
+  # shellcheck disable=SC2016 # expanded by the container's shell
+  in_net sh -c 'auth="$(cat /run/secrets/minio_root_user):$(cat /run/secrets/minio_root_password)"
+    exec curl -sS --fail --cacert /certs/CAs/ca.crt --aws-sigv4 aws:amz:us-east-1:s3 --user "$auth" "$@"' \
+    sh "$@" "https://localhost:9000/$p"
+}
+prefix="$OFFSITE_BUCKET/studio/postgres"
+remote=$(s3get "$OFFSITE_BUCKET?list-type=2&prefix=studio/postgres/&max-keys=1000" | tr '<' '\n' | sed -n 's|^Key>studio/postgres/||p' | sort)
+local_dumps=$(compose exec -T backup /backup/backup.sh list | cut -f1)
+[ -n "$local_dumps" ] || fail "no verified dump on the VM to compare with"
+n=0
+for d in $local_dumps; do
+  grep -qx "$d" <<<"$remote" || fail "$d is not in s3://$prefix (found: $(tr '\n' ' ' <<<"$remote"))"
+  grep -qx "$d.manifest" <<<"$remote" || fail "$d has no manifest in s3://$prefix"
+  want=$(compose exec -T backup sed -n 's/^sha256\t//p' "$bdir/$d.manifest")
+  got=$(s3get "$prefix/$d" | sha256sum | cut -d' ' -f1)
+  { [ -n "$want" ] && [ "$got" = "$want" ]; } || fail "s3://$prefix/$d: sha256 $got, its manifest says $want"
+  [ "$(s3get "$prefix/$d.manifest" | sha256sum)" = "$(compose exec -T backup cat "$bdir/$d.manifest" | sha256sum)" ] ||
+    fail "s3://$prefix/$d.manifest differs from the manifest on the VM"
+  s3get "$prefix/$d" -I | tr -d '\r' | grep -qix "x-amz-meta-sha256: $want" || fail "s3://$prefix/$d lacks x-amz-meta-sha256: $want"
+  n=$((n + 1))
+done
+# $name was removed from the VM by step 7's retention; its copy stays
+# (BACKUP_POSTGRES_RETENTION, 35 days): deletions are not mirrored.
+grep -qx "$name" <<<"$remote" || fail "$name (pruned on the VM) is gone from s3://$prefix: deletions were mirrored"
+grep -qx "$name.manifest" <<<"$remote" || fail "$name.manifest is gone from s3://$prefix"
+row=$(compose exec -T postgres psql -X -A -t -h /run/postgresql -U studio -d studio -c \
+  "SELECT count(*) FILTER (WHERE ok AND verified), count(*) FILTER (WHERE NOT ok) FROM backup_runs WHERE kind = 'postgres-offsite'")
+{ [ "${row%|*}" -ge 2 ] && [ "${row#*|}" = 0 ]; } || fail "postgres-offsite runs (verified|failed): $row, want >= 2 verified and none failed"
+pass "off the VM: $n dumps in s3://$prefix byte-equal to their manifests' sha256 (and tagged with it), the pruned $name kept, $row (verified|failed) postgres-offsite runs"
 
 # The runtime's DNS blips (backup.sh waits them out) are worth seeing.
 blips=$(grep -cE 'waiting for the database|lost the connection to the database' "$work/studio.err" || true)
