@@ -350,7 +350,10 @@ s3get() {
     sh "$@" "https://localhost:9000/$p"
 }
 prefix="$OFFSITE_BUCKET/studio/postgres"
-remote=$(s3get "$OFFSITE_BUCKET?list-type=2&prefix=studio/postgres/&max-keys=1000" | tr '<' '\n' | sed -n 's|^Key>studio/postgres/||p' | sort)
+# (No prefix= in the query: curl's SigV4 signs a "/" there differently
+# from the server, which answers 403; the keys are filtered here instead.)
+remote=$(s3get "$OFFSITE_BUCKET?list-type=2&max-keys=1000" | tr '<' '\n' | sed -n 's|^Key>studio/postgres/||p' | sort) ||
+  fail "could not list the bucket $OFFSITE_BUCKET (the off-VM target)"
 local_dumps=$(compose exec -T backup /backup/backup.sh list | cut -f1)
 [ -n "$local_dumps" ] || fail "no verified dump on the VM to compare with"
 n=0

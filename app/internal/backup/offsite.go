@@ -111,6 +111,10 @@ func (p *PostgresOffsite) Schedule(ctx context.Context, interval, retry time.Dur
 			stats, err := p.run(ctx, stillDue)
 			switch {
 			case errors.Is(err, ErrBusy), ctx.Err() != nil:
+			case errors.Is(err, ErrNoDumps):
+				// Expected on a new installation until the first dump; the
+				// run is recorded failed, and freshness reports it if it lasts.
+				p.log.Warn("postgres offsite copy: no dump to copy", "error", err.Error(), "retry_in", retry.String())
 			case err != nil:
 				p.log.Error("postgres offsite copy failed", "error", err.Error(), "retry_in", retry.String())
 			case stats.Location != "":
@@ -209,7 +213,8 @@ func (p *PostgresOffsite) copyAll(ctx context.Context) (OffsiteStats, error) {
 	}
 	stats.Dumps = len(dumps)
 	if len(dumps) == 0 {
-		return stats, fmt.Errorf("%w in %s (is the backups volume mounted there?): nothing copied, no copy deleted", ErrNoDumps, p.cfg.Dir)
+		return stats, fmt.Errorf("%w in %s (before the backup service's first dump, or the backups volume is not mounted there): "+
+			"nothing copied, no copy deleted", ErrNoDumps, p.cfg.Dir)
 	}
 	files, err := blob.OpenFiles(ctx, p.cfg.Target, p.cfg.S3)
 	if err != nil {
