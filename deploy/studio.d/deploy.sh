@@ -267,22 +267,6 @@ release_running() {
   [ "$(image_layers "$("$ENGINE" inspect --format '{{.Image}}' "$rn_edge")")" = "$(image_layers "$1")" ]
 }
 
-# name_settled IP: the service name app resolves, from inside the internal
-# network, to IP and nothing else, three times in a row (within 30 s).
-# Asked in the postgres container, which always runs and whose Debian image
-# has getent.
-name_settled() {
-  ns_ok=0
-  ns_tries=0
-  while [ $ns_ok -lt 3 ]; do
-    ns_tries=$((ns_tries + 1))
-    [ $ns_tries -le 60 ] || return 1
-    ns_ips=$(compose exec -T postgres getent ahostsv4 app 2>/dev/null | awk '{ print $1 }' | sort -u | tr '\n' ' ')
-    if [ "$ns_ips" = "$1 " ]; then ns_ok=$((ns_ok + 1)); else ns_ok=0; fi
-    [ $ns_ok -ge 3 ] || sleep 0.5
-  done
-}
-
 # release_roll: brings the stack to R_APP_IMAGE and R_EDGE_IMAGE. Returns 1
 # when it stopped before the old app instance was touched (the running
 # release keeps serving), 2 when it failed after that.
@@ -357,16 +341,15 @@ release_roll() {
       "$ENGINE" stop -t "$APP_STOP_GRACE" "$rr_c" || true
     "$ENGINE" rm -f "$rr_c" >/dev/null 2>&1 || true
   done
-  # Back to the service name once it resolves to the new instance only:
-  # right after a container of the network stops, the runtime's DNS can
-  # still answer with the removed instance or, for a moment, not at all
-  # (seen with podman), and the edge would stall on it.
-  if with_progress "waiting until the name app resolves to the new instance only" name_settled "$rr_ip"; then
-    with_progress "routing the edge to the app service" edge_reload ||
-      warn "edge reload to the service name failed: it keeps proxying to $rr_ip"
-  else
-    warn "the name app does not resolve to $rr_ip alone yet: the edge keeps proxying to $rr_ip (deploy/studio status; a later deploy or an edge restart routes it by name again)"
-  fi
+  # The edge keeps the new instance's address and gains the service name
+  # beside it (the same instance). Right after a container of the network
+  # stops, the runtime's DNS can miss or stall on names for seconds (seen
+  # with podman: the first request through a name-only edge waited over
+  # 10 s); the address needs no lookup, and the name takes over through
+  # the health checks if the instance is ever replaced outside deploy (an
+  # edge restart goes back to the name alone).
+  with_progress "routing the edge to the new instance and the app service" edge_reload "$rr_ip:8080 app:8080" ||
+    warn "edge reload failed: it keeps proxying to $rr_ip"
   if [ "$rr_edge_changed" = 1 ]; then
     with_progress "replacing the edge with $R_EDGE_IMAGE (a second or two without it)" \
       compose up -d --no-deps edge || { fail_item "the new edge did not start"; return 2; }
