@@ -1,6 +1,6 @@
 # shellcheck shell=sh
 # studio deploy [REV]: build (or pull) the images of a revision, record the
-# release, roll the app out instance by instance, smoke-check it and roll back by
+# release, roll the app out without downtime, smoke-check it and roll back by
 # itself when the check fails. rollback.sh sources this file for the same
 # release records and roll.
 
