@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/minio/minio-go/v7"
@@ -316,6 +317,15 @@ func mapErr(err error) error {
 		return fmt.Errorf("%w: %w", problem.ErrNotFound, err)
 	case "SlowDown", "ServiceUnavailable", "XMinioServerNotInitialized":
 		return fmt.Errorf("%w: %w", problem.ErrUnavailable, err)
+	case "XMinioStorageFull":
+		// MinIO below its free-space threshold (507).
+		return fmt.Errorf("%w: %w", problem.ErrStorageFull, err)
+	case "InternalError":
+		// A full data disk MinIO did not see coming: the write fails with
+		// ENOSPC, reported as an internal error naming its cause.
+		if strings.Contains(resp.Message, "no space left on device") {
+			return fmt.Errorf("%w: %w", problem.ErrStorageFull, err)
+		}
 	case "":
 		if resp.StatusCode == 0 && !errors.Is(err, context.Canceled) {
 			return fmt.Errorf("%w: %w", problem.ErrUnavailable, err)

@@ -286,3 +286,25 @@ func (s *Store) Stat(ctx context.Context, key string) (Info, error) {
 	}
 	return infoOf(st), nil
 }
+
+// A write refused for lack of space maps to problem.ErrStorageFull (507
+// storage_full), whichever way MinIO says it: its own threshold code, or
+// an internal error caused by ENOSPC on a data disk that filled up under
+// it (the form the fault suite's TestObjectStorageDiskFull gets).
+func TestStorageFullMapsToStorageFull(t *testing.T) {
+	for _, resp := range []minio.ErrorResponse{
+		{Code: "XMinioStorageFull", Message: "Storage backend has reached its minimum free drive threshold.", StatusCode: 507},
+		{Code: "InternalError", Message: "We encountered an internal error, please try again.: cause(no space left on device)", StatusCode: 500},
+	} {
+		err := mapErr(resp)
+		if !errors.Is(err, problem.ErrStorageFull) {
+			t.Errorf("%s: %v does not map to ErrStorageFull", resp.Code, err)
+		}
+		if p := problem.From(err); p.Status() != http.StatusInsufficientStorage || p.Code != problem.CodeStorageFull {
+			t.Errorf("%s: answered %d %s, want 507 storage_full", resp.Code, p.Status(), p.Code)
+		}
+	}
+	if err := mapErr(minio.ErrorResponse{Code: "InternalError", Message: "We encountered an internal error", StatusCode: 500}); errors.Is(err, problem.ErrStorageFull) {
+		t.Errorf("an internal error without ENOSPC maps to storage full: %v", err)
+	}
+}

@@ -4,10 +4,13 @@ package faults
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -329,4 +332,33 @@ func (s *stack) bucketObjects(t *testing.T, prefix string) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// bucketDigests returns the sha256 of every object in the app bucket under
+// prefix, by key.
+func (s *stack) bucketDigests(t *testing.T, prefix string) map[string]string {
+	t.Helper()
+	mc, err := minio.New(s.appEnv["S3_ENDPOINT"], &minio.Options{
+		Creds: credentials.NewStaticV4(s.appEnv["S3_ACCESS_KEY"], s.appEnv["S3_SECRET_KEY"], ""),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out := map[string]string{}
+	for _, key := range s.bucketObjects(t, prefix) {
+		obj, err := mc.GetObject(ctx, s.appEnv["S3_BUCKET"], key, minio.GetObjectOptions{})
+		if err != nil {
+			t.Fatalf("reading %s: %v", key, err)
+		}
+		h := sha256.New()
+		_, err = io.Copy(h, obj)
+		obj.Close()
+		if err != nil {
+			t.Fatalf("reading %s: %v", key, err)
+		}
+		out[key] = hex.EncodeToString(h.Sum(nil))
+	}
+	return out
 }

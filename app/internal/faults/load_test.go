@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -155,8 +156,10 @@ func (c counts) since(before counts) string {
 func (l *load) requireNoFailures(t *testing.T) {
 	t.Helper()
 	if n := l.failed.Load(); n > 0 {
+		summary := l.summary() // takes l.mu itself
 		l.mu.Lock()
-		defer l.mu.Unlock()
-		t.Fatalf("%s load: %d requests failed (%s); first: %q", l.name, n, l.summary(), l.failures)
+		failures := slices.Clone(l.failures)
+		l.mu.Unlock()
+		t.Fatalf("%s load: %d requests failed (%s); first: %q", l.name, n, summary, failures)
 	}
 }

@@ -180,6 +180,11 @@ type stackOptions struct {
 	edgeEnv map[string]string
 	// appEnv adds to or overrides the apps' environment.
 	appEnv map[string]string
+	// upstream, if set, maps an app instance's address to the address the
+	// edge proxies to instead (something put in between).
+	upstream func(appAddr string) string
+	// minio, if set, is the object store instead of the shared one.
+	minio *testenv.MinIO
 }
 
 // newStack starts opts.apps app instances and the edge with the production
@@ -192,7 +197,10 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 	if opts.apps == 0 {
 		opts.apps = 1
 	}
-	mi := testenv.StartMinIO(t)
+	mi := opts.minio
+	if mi == nil {
+		mi = testenv.StartMinIO(t)
+	}
 	s := &stack{appEnv: map[string]string{
 		"APP_ENV":              "development",
 		"DATABASE_URL":         testenv.NewDatabase(t),
@@ -215,6 +223,10 @@ func newStack(t *testing.T, opts stackOptions) *stack {
 		a := &appInstance{addr: "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))}
 		s.apps = append(s.apps, a)
 		s.startApp(t, a)
+		if opts.upstream != nil {
+			upstreams = append(upstreams, opts.upstream(a.addr))
+			continue
+		}
 		upstreams = append(upstreams, a.addr)
 	}
 	s.startEdge(t, strings.Join(upstreams, " "), opts.edgeEnv)
@@ -308,19 +320,7 @@ func (s *stack) startEdge(t *testing.T, upstreams string, overrides map[string]s
 	for k, v := range overrides {
 		s.edgeEnv[k] = v
 	}
-	s.edge = startProc(t, "edge", edgeBin, s.edgeEnv,
-		"run", "--config", filepath.Join(moduleRoot, "Caddyfile"), "--adapter", "caddyfile")
-	waitFor(t, 2*time.Minute, "the edge's internal listener", func() bool {
-		if s.edge.exited() {
-			t.Fatalf("edge exited (%d)", s.edge.exit)
-		}
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/health", metrics))
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return true
-	})
+	s.runEdge(t)
 	rootPath := filepath.Join(s.edgeEnv["EDGE_STORAGE_DIR"], "pki", "authorities", "local", "root.crt")
 	var rootPEM []byte
 	waitFor(t, time.Minute, "the edge's local CA", func() bool {
@@ -332,6 +332,31 @@ func (s *stack) startEdge(t *testing.T, upstreams string, overrides map[string]s
 	if !s.roots.AppendCertsFromPEM(rootPEM) {
 		t.Fatal("edge's local root is not PEM")
 	}
+	s.waitEdgeRouting(t)
+}
+
+// runEdge starts the edge process with s.edgeEnv and waits for its
+// internal listener.
+func (s *stack) runEdge(t testing.TB) {
+	t.Helper()
+	s.edge = startProc(t, "edge", edgeBin, s.edgeEnv,
+		"run", "--config", filepath.Join(moduleRoot, "Caddyfile"), "--adapter", "caddyfile")
+	waitFor(t, 2*time.Minute, "the edge's internal listener", func() bool {
+		if s.edge.exited() {
+			t.Fatalf("edge exited (%d)", s.edge.exit)
+		}
+		resp, err := http.Get("http://127.0.0.1:" + s.edgeEnv["EDGE_METRICS_PORT"] + "/health")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	})
+}
+
+// waitEdgeRouting waits until an API request through the edge succeeds.
+func (s *stack) waitEdgeRouting(t testing.TB) {
+	t.Helper()
 	c := s.client("127.0.0.1", 10*time.Second)
 	waitFor(t, 2*time.Minute, "the edge routing to a ready app", func() bool {
 		resp, err := c.Do(s.request("GET", "/api/v1/whoami", s.token, nil, ""))

@@ -32,6 +32,7 @@ const (
 	CodeInternal         Code = "internal"               // 500
 	CodeUnavailable      Code = "service_unavailable"    // 503
 	CodeNotConfigured    Code = "backend_not_configured" // 503
+	CodeStorageFull      Code = "storage_full"           // 507
 )
 
 var statusOf = map[Code]int{
@@ -47,6 +48,7 @@ var statusOf = map[Code]int{
 	CodeInternal:         http.StatusInternalServerError,
 	CodeUnavailable:      http.StatusServiceUnavailable,
 	CodeNotConfigured:    http.StatusServiceUnavailable,
+	CodeStorageFull:      http.StatusInsufficientStorage,
 }
 
 // Detail points at one specific problem: a field, a record, a line.
@@ -115,6 +117,10 @@ var (
 	// ErrUnavailable marks a dependency that is down or overloaded (the
 	// database, object storage): the client may retry later.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrStorageFull marks a write refused because the storage behind it
+	// has no space left: retrying will not help until an operator frees
+	// space or adds capacity.
+	ErrStorageFull = errors.New("storage full")
 )
 
 // From turns any error into an *Error. Known sentinels map to their codes;
@@ -132,6 +138,8 @@ func From(err error) *Error {
 		return Wrap(err, CodeConflict, "the request conflicts with the resource's current state")
 	case errors.Is(err, ErrUnavailable):
 		return Wrap(err, CodeUnavailable, "a backing service is temporarily unavailable; retry later")
+	case errors.Is(err, ErrStorageFull):
+		return Wrap(err, CodeStorageFull, "object storage is out of space, so nothing was stored; retry once the operator has freed space")
 	default:
 		return Wrap(err, CodeInternal, "internal error")
 	}

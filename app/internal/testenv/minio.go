@@ -60,16 +60,49 @@ func UniqueName(prefix string) string {
 	return prefix + "-" + hex.EncodeToString(b)
 }
 
-func startMinIO() (*MinIO, error) {
-	bin, err := ToolPath("minio")
+// StartMinIOIn starts a MinIO server of the test's own, with its data in
+// dataDir (for example a small filesystem the test fills up), stopped when
+// the test ends. Its logs go to a file beside the shared server's.
+func StartMinIOIn(t testing.TB, dataDir string) *MinIO {
+	t.Helper()
+	root := t.TempDir()
+	m, err := newMinIO(root, dataDir)
 	if err != nil {
-		return nil, err
+		t.Fatalf("starting minio in %s: %v", dataDir, err)
 	}
+	t.Cleanup(func() {
+		if !m.proc.exited() {
+			m.proc.stop(syscall.SIGTERM, 30*time.Second)
+		}
+	})
+	return m
+}
+
+func startMinIO() (*MinIO, error) {
 	root, err := os.MkdirTemp("", "testenv-minio-")
 	if err != nil {
 		return nil, err
 	}
 	current.addCleanup(func() { os.RemoveAll(root) })
+	m, err := newMinIO(root, filepath.Join(root, "data"))
+	if err != nil {
+		return nil, err
+	}
+	current.addCleanup(func() {
+		if !m.proc.exited() {
+			m.proc.stop(syscall.SIGTERM, 30*time.Second)
+		}
+	})
+	return m, nil
+}
+
+// newMinIO starts a server with its home and log in root and its data in
+// dataDir.
+func newMinIO(root, dataDir string) (*MinIO, error) {
+	bin, err := ToolPath("minio")
+	if err != nil {
+		return nil, err
+	}
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -89,7 +122,7 @@ func startMinIO() (*MinIO, error) {
 	m.args = []string{bin, "server", "--quiet",
 		"--address", m.Endpoint,
 		"--console-address", fmt.Sprintf("127.0.0.1:%d", consolePort),
-		filepath.Join(root, "data")}
+		dataDir}
 	m.env = append(os.Environ(),
 		"MINIO_ROOT_USER="+m.AccessKey,
 		"MINIO_ROOT_PASSWORD="+m.SecretKey,
@@ -100,11 +133,6 @@ func startMinIO() (*MinIO, error) {
 	if err := m.start(); err != nil {
 		return nil, err
 	}
-	current.addCleanup(func() {
-		if !m.proc.exited() {
-			m.proc.stop(syscall.SIGTERM, 30*time.Second)
-		}
-	})
 	return m, nil
 }
 
