@@ -500,35 +500,18 @@ func startEdgeWith(t testing.TB, appAddr string, overrides map[string]string) *e
 	if edgeErr != nil {
 		t.Fatal(edgeErr)
 	}
-	home := t.TempDir()
-	extra := filepath.Join(home, "test-globals.caddy")
-	if err := os.WriteFile(extra, []byte("local_certs\nskip_install_trust\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	https := testenv.FreePort(t)
-	metrics := testenv.FreePort(t)
-	env := map[string]string{
-		"PATH":                        os.Getenv("PATH"),
-		"HOME":                        home,
-		"XDG_DATA_HOME":               filepath.Join(home, "data"),
-		"XDG_CONFIG_HOME":             filepath.Join(home, "config"),
-		"DOMAIN":                      "localhost",
-		"ACME_EMAIL":                  "ops@example.test",
-		"ACME_ISSUERS":                "custom", // local_certs in the extra globals
-		"EDGE_ADMIN_ADDR":             fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
-		"EDGE_STORAGE_DIR":            filepath.Join(home, "storage"),
-		"EDGE_HTTP_LISTEN_PORT":       strconv.Itoa(testenv.FreePort(t)),
-		"EDGE_HTTPS_LISTEN_PORT":      strconv.Itoa(https),
-		"EDGE_METRICS_PORT":           strconv.Itoa(metrics),
-		"EDGE_METRICS_BIND":           "127.0.0.1",
-		"EDGE_EXTRA_GLOBALS":          extra,
-		"EDGE_UI_DIR":                 abs(t, "../edge/ui"),
+	local := testenv.NewLocalEdge(t, abs(t, "../edge/ui"))
+	https, metrics := local.HTTPSPort, local.MetricsPort
+	env := local.Env
+	for k, v := range map[string]string{
 		"APP_UPSTREAMS":               appAddr,
 		"RATE_LIMIT_API_EVENTS":       "100000",
 		"RATE_LIMIT_EXPENSIVE_WINDOW": "1h",
 		"EDGE_LB_TRY_DURATION":        "1s",
 		"EDGE_GRACE_PERIOD":           "1s",
 		"EDGE_STREAM_CLOSE_DELAY":     "1s",
+	} {
+		env[k] = v
 	}
 	for k, v := range overrides {
 		env[k] = v

@@ -289,33 +289,16 @@ func (a *appInstance) readyz() (code int, status string, err error) {
 
 func (s *stack) startEdge(t *testing.T, upstreams string, overrides map[string]string) {
 	t.Helper()
-	home := t.TempDir()
-	extra := filepath.Join(home, "test-globals.caddy")
-	if err := os.WriteFile(extra, []byte("local_certs\nskip_install_trust\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s.httpsPort = testenv.FreePort(t)
-	metrics := testenv.FreePort(t)
-	s.edgeEnv = map[string]string{
-		"PATH":                        os.Getenv("PATH"),
-		"HOME":                        home,
-		"XDG_DATA_HOME":               filepath.Join(home, "data"),
-		"XDG_CONFIG_HOME":             filepath.Join(home, "config"),
-		"DOMAIN":                      "localhost",
-		"ACME_EMAIL":                  "ops@example.test",
-		"ACME_ISSUERS":                "custom", // local_certs in the extra globals
-		"EDGE_ADMIN_ADDR":             fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
-		"EDGE_STORAGE_DIR":            filepath.Join(home, "storage"),
-		"EDGE_HTTP_LISTEN_PORT":       strconv.Itoa(testenv.FreePort(t)),
-		"EDGE_HTTPS_LISTEN_PORT":      strconv.Itoa(s.httpsPort),
-		"EDGE_METRICS_PORT":           strconv.Itoa(metrics),
-		"EDGE_METRICS_BIND":           "127.0.0.1",
-		"EDGE_EXTRA_GLOBALS":          extra,
-		"EDGE_UI_DIR":                 filepath.Join(moduleRoot, "edge", "ui"),
+	local := testenv.NewLocalEdge(t, filepath.Join(moduleRoot, "edge", "ui"))
+	s.httpsPort = local.HTTPSPort
+	s.edgeEnv = local.Env
+	for k, v := range map[string]string{
 		"APP_UPSTREAMS":               upstreams,
 		"RATE_LIMIT_API_EVENTS":       "1000000",
 		"RATE_LIMIT_EXPENSIVE_EVENTS": "1000000",
 		"RATE_LIMIT_STATIC_EVENTS":    "1000000",
+	} {
+		s.edgeEnv[k] = v
 	}
 	for k, v := range overrides {
 		s.edgeEnv[k] = v
