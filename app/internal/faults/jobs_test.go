@@ -312,8 +312,8 @@ func TestAppKilledMidJob(t *testing.T) {
 		resumed1.Round(time.Millisecond), jobLease, resumed2.Round(time.Millisecond), len(path), path, len(objects), reads.summary())
 }
 
-// bucketObjects lists the app bucket's object keys under prefix, sorted.
-func (s *stack) bucketObjects(t *testing.T, prefix string) []string {
+// bucketClient is an S3 client of the apps' object store.
+func (s *stack) bucketClient(t *testing.T) *minio.Client {
 	t.Helper()
 	mc, err := minio.New(s.appEnv["S3_ENDPOINT"], &minio.Options{
 		Creds: credentials.NewStaticV4(s.appEnv["S3_ACCESS_KEY"], s.appEnv["S3_SECRET_KEY"], ""),
@@ -321,6 +321,13 @@ func (s *stack) bucketObjects(t *testing.T, prefix string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return mc
+}
+
+// bucketObjects lists the app bucket's object keys under prefix, sorted.
+func (s *stack) bucketObjects(t *testing.T, prefix string) []string {
+	t.Helper()
+	mc := s.bucketClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var keys []string
@@ -338,12 +345,7 @@ func (s *stack) bucketObjects(t *testing.T, prefix string) []string {
 // prefix, by key.
 func (s *stack) bucketDigests(t *testing.T, prefix string) map[string]string {
 	t.Helper()
-	mc, err := minio.New(s.appEnv["S3_ENDPOINT"], &minio.Options{
-		Creds: credentials.NewStaticV4(s.appEnv["S3_ACCESS_KEY"], s.appEnv["S3_SECRET_KEY"], ""),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mc := s.bucketClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	out := map[string]string{}

@@ -5,11 +5,14 @@ package faults
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/finetune-studio/finetune-studio/app/internal/testenv"
 )
 
 // startMixedLoad is the background traffic of the lifecycle scenarios:
@@ -113,4 +116,24 @@ func TestEdgeReloadUnderLoad(t *testing.T) {
 		return strings.Count(s.edge.logs.String(), `"msg":"load complete"`) >= 3
 	})
 	t.Logf("RESULT reload: 3 reloads took %v; reads %s; uploads %s", took, reads.summary(), uploads.summary())
+}
+
+// TestDeadUpstreamBesideLive is the edge as deploy/studio leaves it after a
+// roll ("<instance address>:8080 app:8080"), once the instance behind the
+// address is gone (replaced outside deploy): one upstream refuses
+// connections, the other serves. The edge must route around the dead one
+// (dial errors are retried within lb_try_duration, passive and active
+// health checks take it out): not one request may fail.
+func TestDeadUpstreamBesideLive(t *testing.T) {
+	s := newStack(t, stackOptions{apps: 1})
+	dead := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t)) // nothing listens there
+	s.reload(t, map[string]string{"APP_UPSTREAMS": dead + " " + s.apps[0].addr})
+	reads, uploads := s.startMixedLoad(t)
+	reads.waitOK(t, 200, 2*time.Minute)
+	uploads.waitOK(t, 5, 2*time.Minute)
+	reads.halt()
+	uploads.halt()
+	reads.requireNoFailures(t)
+	uploads.requireNoFailures(t)
+	t.Logf("RESULT dead upstream beside a live one: reads %s; uploads %s", reads.summary(), uploads.summary())
 }
