@@ -635,39 +635,13 @@ pass "app.Dockerfile cross-compiles a 64-bit ARM binary"
 # --- 2. the production stack -----------------------------------------------
 "$repo/deploy/scripts/gen-certs.sh" "$work/certs" 2>/dev/null
 "$repo/deploy/scripts/gen-secrets.sh" "$work/secrets" 2>/dev/null
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 HTTP_PORT=$(free_port)
 HTTPS_PORT=$(free_port)
 PEBBLE_MGMT_PORT=$(free_port)
 
 # Pebble stands in for Let's Encrypt: the edge orders its certificate from it
 # over the public network, where the test domain resolves to the edge.
-mkdir -p "$work/edge-globals"
-"$ENGINE" run --rm --entrypoint /bin/cat "$PEBBLE_IMAGE" /etc/pebble/certs/pebble.minica.pem \
-  >"$work/edge-globals/pebble-https-root.pem"
-printf 'acme_ca_root /etc/caddy/test-globals/pebble-https-root.pem\n' >"$work/edge-globals/pebble.caddy"
-cat >"$work/compose.test.yml" <<YAML
-services:
-  pebble:
-    image: $PEBBLE_IMAGE
-    environment:
-      PEBBLE_VA_NOSLEEP: "1"
-    ports:
-      - "127.0.0.1:$PEBBLE_MGMT_PORT:15000"
-    networks: [public]
-  edge:
-    environment:
-      EDGE_EXTRA_GLOBALS: /etc/caddy/test-globals/*.caddy
-    volumes:
-      - $work/edge-globals:/etc/caddy/test-globals:ro
-    networks:
-      public:
-        aliases: [$TEST_DOMAIN]
-      internal: {}
-    depends_on:
-      pebble:
-        condition: service_started
-YAML
+harness_pebble "$PEBBLE_IMAGE" "$TEST_DOMAIN" "$PEBBLE_MGMT_PORT"
 
 export COMPOSE_PROJECT_NAME=$PROJECT
 export APP_IMAGE EDGE_IMAGE DOMAIN=$TEST_DOMAIN ACME_EMAIL=ops@$TEST_DOMAIN

@@ -105,7 +105,6 @@ git -C "$clone" config user.name test-deploy
 studio="$clone/deploy/studio"
 "$clone/deploy/scripts/gen-certs.sh" >/dev/null 2>&1 || fail "gen-certs.sh failed"
 "$clone/deploy/scripts/gen-secrets.sh" >/dev/null 2>&1 || fail "gen-secrets.sh failed"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 HTTP_PORT=$(free_port)
 HTTPS_PORT=$(free_port)
 PEBBLE_MGMT_PORT=$(free_port)
@@ -125,38 +124,16 @@ set_env ACME_ISSUERS pinned
 set_env EDGE_BIND_ADDRESS 127.0.0.1
 set_env HTTP_PORT "$HTTP_PORT"
 set_env HTTPS_PORT "$HTTPS_PORT"
+# A rate limit the constant load stays under.
+set_env RATE_LIMIT_API_EVENTS 1000000
 if [ "$STANDINS" = 1 ]; then
   set_env POSTGRES_IMAGE "$POSTGRES_IMAGE"
   set_env MINIO_IMAGE "$MINIO_IMAGE"
 fi
 
-# The test's additions to the production stack: Pebble as the ACME CA (the
-# test domain resolves to the edge on the public network), and a rate limit
-# the constant load stays under.
-mkdir -p "$work/edge-globals"
-"$ENGINE" run --rm --entrypoint /bin/cat "$PEBBLE_IMAGE" /etc/pebble/certs/pebble.minica.pem \
-  >"$work/edge-globals/pebble-https-root.pem"
-printf 'acme_ca_root /etc/caddy/test-globals/pebble-https-root.pem\n' >"$work/edge-globals/pebble.caddy"
-cat >"$work/compose.test.yml" <<YAML
-services:
-  pebble:
-    image: $PEBBLE_IMAGE
-    environment:
-      PEBBLE_VA_NOSLEEP: "1"
-    ports:
-      - "127.0.0.1:$PEBBLE_MGMT_PORT:15000"
-    networks: [public]
-  edge:
-    environment:
-      EDGE_EXTRA_GLOBALS: /etc/caddy/test-globals/*.caddy
-      RATE_LIMIT_API_EVENTS: "1000000"
-    volumes:
-      - $work/edge-globals:/etc/caddy/test-globals:ro
-    networks:
-      public:
-        aliases: [$TEST_DOMAIN]
-      internal: {}
-YAML
+# The test's addition to the production stack: Pebble as the ACME CA (the
+# test domain resolves to the edge on the public network).
+harness_pebble "$PEBBLE_IMAGE" "$TEST_DOMAIN" "$PEBBLE_MGMT_PORT"
 export COMPOSE_PROJECT_NAME=$PROJECT
 export STUDIO_COMPOSE_FILES="$work/compose.test.yml"
 export STUDIO_LOG="$work/studio.log"

@@ -69,3 +69,40 @@ harness_ticker() {
   # shellcheck disable=SC2034 # stopped by the caller's cleanup
   ticker_pid=$!
 }
+
+# free_port: a free TCP port on the loopback interface.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# harness_pebble IMAGE DOMAIN MGMT_PORT: Pebble stands in for Let's Encrypt.
+# Writes the edge's extra globals ($work/edge-globals: trust Pebble's HTTPS
+# root) and the compose overlay $work/compose.test.yml: Pebble on the public
+# network (its management port on MGMT_PORT), and the edge reachable there
+# as DOMAIN, so Pebble's validation reaches it.
+harness_pebble() {
+  mkdir -p "$work/edge-globals"
+  "$ENGINE" run --rm --entrypoint /bin/cat "$1" /etc/pebble/certs/pebble.minica.pem \
+    >"$work/edge-globals/pebble-https-root.pem"
+  printf 'acme_ca_root /etc/caddy/test-globals/pebble-https-root.pem\n' >"$work/edge-globals/pebble.caddy"
+  cat >"$work/compose.test.yml" <<YAML
+services:
+  pebble:
+    image: $1
+    environment:
+      PEBBLE_VA_NOSLEEP: "1"
+    ports:
+      - "127.0.0.1:$3:15000"
+    networks: [public]
+  edge:
+    environment:
+      EDGE_EXTRA_GLOBALS: /etc/caddy/test-globals/*.caddy
+    volumes:
+      - $work/edge-globals:/etc/caddy/test-globals:ro
+    networks:
+      public:
+        aliases: [$2]
+      internal: {}
+    depends_on:
+      pebble:
+        condition: service_started
+YAML
+}
